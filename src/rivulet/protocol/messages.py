@@ -28,6 +28,7 @@ import datetime
 import functools
 import io
 import struct
+import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -270,16 +271,24 @@ def _plan(cls: type[Any]) -> tuple[_FieldPlan, ...]:
     hints = typing.get_type_hints(cls)
     plans = []
     for f in dataclasses.fields(cls):
-        hint = hints[f.name]
+        # Nullable fields are ``X | None``; nullable arrays are ``tuple[X, ...] | None``,
+        # so the optional wrapper comes off before looking for the tuple.
+        hint = _strip_optional(hints[f.name])
         is_tuple = typing.get_origin(hint) is tuple
-        inner = typing.get_args(hint)[0] if is_tuple else hint
-        if typing.get_origin(inner) in (typing.Union, __import__("types").UnionType):
-            members = [a for a in typing.get_args(inner) if a is not type(None)]
-            inner = members[0] if len(members) == 1 else inner
+        inner = _strip_optional(typing.get_args(hint)[0]) if is_tuple else hint
         nested = inner if dataclasses.is_dataclass(inner) and isinstance(inner, type) else None
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         plans.append(_FieldPlan(f.name, f.metadata.get("kafka_type"), nested, is_tuple, required))
-    return tuple(plans)
+    result = _plans[cls] = tuple(plans)
+    return result
+
+
+def _strip_optional(hint: Any) -> Any:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(members) == 1:
+            return members[0]
+    return hint
 
 
 def _convert(plan: _FieldPlan, value: Any) -> Any:
