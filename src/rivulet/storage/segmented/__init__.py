@@ -1,0 +1,1 @@
+"""The durable, segmented partition log (see :mod:`rivulet.storage.segmented.log`)."""
