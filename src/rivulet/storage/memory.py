@@ -208,7 +208,9 @@ class MemoryLog:
                 best = batch
         if best is None:
             return None
-        return find_timestamp(best.view(), 0, best.max_timestamp, min_offset=self._start_offset)
+        exact = find_timestamp(best.view(), 0, best.max_timestamp, min_offset=self._start_offset)
+        # The batch's largest timestamp may belong to a record below the start offset.
+        return exact or (max(best.base_offset, self._start_offset), best.max_timestamp)
 
     # -- removing ------------------------------------------------------------
 

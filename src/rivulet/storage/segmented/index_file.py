@@ -39,6 +39,11 @@ class IndexFile:
         return len(self.first)
 
     @property
+    def torn(self) -> bool:
+        """Whether the file ends in a partial entry (a crash, or damage)."""
+        return os.fstat(self._fd).st_size % self._entry.size != 0
+
+    @property
     def file_entries(self) -> int:
         """Whole entries in the file, without loading it."""
         return (os.fstat(self._fd).st_size + len(self._pending)) // self._entry.size

@@ -113,11 +113,15 @@ class SegmentedLog:
     def _load_rolled(self, segment: Segment, next_base: int) -> None:
         """Learn a rolled segment's statistics from its time index's last entry."""
         segment.next_offset = next_base
-        indexes_exist = os.path.exists(segment.offset_index.path) and os.path.exists(
-            segment.time_index.path
-        )
+        torn = segment.offset_index.torn or segment.time_index.torn
         last = segment.time_index.last()
-        if not indexes_exist or (segment.size_bytes > 0 and last is None):
+        implausible = last is not None and not segment.base_offset <= last[1] < next_base
+        if (
+            segment.indexes_missing
+            or torn
+            or implausible
+            or (segment.size_bytes > 0 and last is None)
+        ):
             recovery.rescan(segment, verify_crc=False)
             return
         if last is not None:
@@ -270,18 +274,22 @@ class SegmentedLog:
         for segment in self._segments[self._segment_index(start) :]:
             if segment.size_bytes and (best is None or segment.max_timestamp > best.max_timestamp):
                 best = segment
-        if best is None:
-            return None
-        found: tuple[int, int] | None = None
-        position = best.position_of(max(best.offset_of_max, start))
-        if position < best.size_bytes:
+        if best is not None and best.offset_of_max >= start:
+            position = best.position_of(best.offset_of_max)
             header = best.header_at(position)
-            found = find_timestamp(
-                best.read(position, header.size), 0, best.max_timestamp, min_offset=start
-            )
-        # The largest timestamp may sit below a DeleteRecords start offset; the
-        # batch then still names the latest readable position.
-        return found or (max(best.offset_of_max, start), best.max_timestamp)
+            data = best.read(position, header.size)
+            return find_timestamp(data, 0, best.max_timestamp, min_offset=start)
+        # The largest timestamp sits below a DeleteRecords start offset: walk what is left.
+        found: tuple[Segment, int, BatchHeader] | None = None
+        for segment, position, header in self._headers_from(start):
+            if found is None or header.max_timestamp > found[2].max_timestamp:
+                found = segment, position, header
+        if found is None:
+            return None
+        segment, position, header = found
+        data = segment.read(position, header.size)
+        exact = find_timestamp(data, 0, header.max_timestamp, min_offset=start)
+        return exact or (max(header.base_offset, start), header.max_timestamp)
 
     # -- removing ------------------------------------------------------------
 

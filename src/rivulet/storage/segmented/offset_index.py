@@ -39,6 +39,11 @@ class OffsetIndex:
     def __len__(self) -> int:
         return len(self._file)
 
+    @property
+    def torn(self) -> bool:
+        """Whether the file ends in a partial entry; checked before anything loads it."""
+        return self._file.torn
+
     def is_full(self, max_index_bytes: int) -> bool:
         return (len(self._file) + 1) * ENTRY_SIZE > max_index_bytes
 

@@ -133,6 +133,9 @@ def rescan(segment: Segment, *, verify_crc: bool) -> int:
     if position < file_size:
         segment.truncate(position)
     segment.size_bytes = position
+    if segment.max_timestamp >= 0:
+        # As when a segment rolls: the last entry holds the largest timestamp.
+        segment.time_index.add(segment.max_timestamp, segment.offset_of_max)
     segment.offset_index.write()
     segment.time_index.write()
     return file_size - position
@@ -146,19 +149,24 @@ def trusted_tail(segment: Segment) -> bool:
     """
     size = os.fstat(segment.fd).st_size
     segment.size_bytes = size
+    if segment.indexes_missing or segment.offset_index.torn or segment.time_index.torn:
+        return False
     if not segment.offset_index.is_consistent(size):
         return False
     start = segment.offset_index.last_position()
     position = start
     expected = segment.base_offset
+    tail_max = -1
     while position < size:
         found = _valid_batch(segment, position, size, expected, verify_crc=False)
         if isinstance(found, str):
             return False
         position += found.size
         expected = found.next_offset
+        tail_max = max(tail_max, found.max_timestamp)
     last = segment.time_index.last()
-    if size > 0 and (last is None or last[1] >= expected):
+    # A clean close wrote the segment's largest timestamp as the last entry.
+    if size > 0 and (last is None or last[1] >= expected or last[0] < tail_max):
         return False
     if not segment.time_index.is_consistent(expected):
         return False

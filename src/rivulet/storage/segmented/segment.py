@@ -70,6 +70,7 @@ class Segment:
         "first_timestamp",
         "index_interval_bytes",
         "indexes_checked",
+        "indexes_missing",
         "max_timestamp",
         "next_offset",
         "offset_index",
@@ -88,6 +89,9 @@ class Segment:
         # False until the indexes are known to fit the log (see ensure_indexes).
         self.indexes_checked = True
         self._suffix = suffix
+        self.indexes_missing = not (
+            os.path.exists(self.path(".index")) and os.path.exists(self.path(".timeindex"))
+        )
         self.fd = os.open(
             self.path(".log"), os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
         )

@@ -39,6 +39,11 @@ class TimeIndex:
     def __len__(self) -> int:
         return len(self._file)
 
+    @property
+    def torn(self) -> bool:
+        """Whether the file ends in a partial entry; checked before anything loads it."""
+        return self._file.torn
+
     def add(self, timestamp: int, offset: int) -> None:
         """Record a new largest timestamp (ignored unless it is larger)."""
         self._file.load()
