@@ -1,0 +1,38 @@
+"""The Rivulet service framework: typed events, handlers, retries, idempotency, outbox.
+
+Service code imports from :mod:`rivulet` (``from rivulet import App, Event, Context``);
+this package holds the full public surface, everything else is private.
+"""
+
+from __future__ import annotations
+
+from rivulet.framework._errors import (
+    ConfigurationError,
+    DecodeError,
+    FrameworkError,
+    InvalidPayloadError,
+    MalformedRecordError,
+    NonRetriableError,
+    PublishError,
+    UnknownEventTypeError,
+)
+from rivulet.framework._events import Event, event_type_of
+from rivulet.framework._retry import Backoff, RetryPolicy
+from rivulet.framework._wire import JsonSerializer, Serializer
+
+__all__ = [
+    "Backoff",
+    "ConfigurationError",
+    "DecodeError",
+    "Event",
+    "FrameworkError",
+    "InvalidPayloadError",
+    "JsonSerializer",
+    "MalformedRecordError",
+    "NonRetriableError",
+    "PublishError",
+    "RetryPolicy",
+    "Serializer",
+    "UnknownEventTypeError",
+    "event_type_of",
+]

@@ -1,0 +1,239 @@
+"""In-flight records, commit positions and backpressure: the delivery rules as pure logic.
+
+The runtime feeds these objects what happened (a record was fetched, its handler
+returned, its effects became durable) and acts on what they answer (start these
+records, commit this offset, pause these partitions). Nothing here performs I/O or
+reads a clock, so every rule is tested on its own.
+
+A record of a partition moves through four states::
+
+    waiting --start--> running --release--> released --complete--> complete
+                 (handler called)  (handler returned;      (its publishes are
+                                    same-key successor      confirmed: the commit
+                                    may start)              may pass it)
+
+Rules kept by :class:`PartitionWindow`:
+
+* **never commit past an unfinished record**: the commit position is the lowest
+  offset not yet complete (or one past the last record when all are complete);
+* **per-key order**: a record starts only after every earlier record with the same
+  key has been released; records without a key count as one key (keyless records
+  keep their partition order);
+* **bounded concurrency**: at most ``concurrency`` records of the partition run at
+  once; with the default of 1 the partition is handled strictly in offset order.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = ["CommitPolicy", "FlowControl", "FlowDecision", "PartitionWindow", "Pauses"]
+
+
+class PartitionWindow:
+    """The records of one partition between fetch and commit.
+
+    >>> window = PartitionWindow(concurrency=2)
+    >>> for offset, key in [(10, b"a"), (11, b"a"), (12, b"b")]:
+    ...     window.add(offset, key)
+    >>> window.start_ready()          # 11 waits behind 10, which has the same key
+    [10, 12]
+    >>> window.complete(12)           # done out of order: the commit cannot pass 10
+    >>> window.commit_position()
+    10
+    >>> window.complete(10)
+    >>> window.start_ready(), window.commit_position()
+    ([11], 11)
+    """
+
+    __slots__ = (
+        "_busy",
+        "_done",
+        "_key_of",
+        "_last_added",
+        "_order",
+        "_ready",
+        "_released",
+        "_running",
+        "concurrency",
+    )
+
+    def __init__(self, concurrency: int = 1) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self._order: deque[int] = deque()  # offsets not yet complete, ascending
+        self._done: set[int] = set()  # complete offsets still behind an unfinished one
+        self._key_of: dict[int, Hashable] = {}  # key of each waiting or running offset
+        self._busy: dict[Hashable, deque[int]] = {}  # key -> successors queued behind it
+        self._ready: list[int] = []  # heap: offsets whose key is free, waiting for a slot
+        self._running: set[int] = set()
+        self._released: set[int] = set()
+        self._last_added: int | None = None
+
+    def add(self, offset: int, key: Hashable) -> None:
+        """A fetched record; offsets must increase (gaps are fine: compaction, markers)."""
+        if self._last_added is not None and offset <= self._last_added:
+            raise ValueError(f"offset {offset} added after {self._last_added}")
+        self._last_added = offset
+        self._order.append(offset)
+        self._key_of[offset] = key
+        queue = self._busy.get(key)
+        if queue is None:
+            self._busy[key] = deque()
+            heapq.heappush(self._ready, offset)
+        else:
+            queue.append(offset)
+
+    def start_ready(self) -> list[int]:
+        """Offsets to hand to the handler now (lowest first); they become running."""
+        started: list[int] = []
+        while self._ready and len(self._running) < self.concurrency:
+            offset = heapq.heappop(self._ready)
+            self._running.add(offset)
+            started.append(offset)
+        return started
+
+    def release(self, offset: int) -> None:
+        """The handler for ``offset`` returned: its slot and its key are free again."""
+        self._running.remove(offset)
+        self._released.add(offset)
+        key = self._key_of.pop(offset)
+        queue = self._busy[key]
+        if queue:
+            heapq.heappush(self._ready, queue.popleft())
+        else:
+            del self._busy[key]
+
+    def complete(self, offset: int) -> None:
+        """Everything ``offset`` caused is durable; releases it first if still running."""
+        if offset in self._running:
+            self.release(offset)
+        if offset not in self._released:
+            raise ValueError(f"offset {offset} completed before it was started")
+        self._released.remove(offset)
+        self._done.add(offset)
+        order, done = self._order, self._done
+        while order and order[0] in done:
+            done.remove(order.popleft())
+
+    def commit_position(self) -> int | None:
+        """The offset to commit (the next one to consume), or ``None`` before any record."""
+        if self._order:
+            return self._order[0]
+        return None if self._last_added is None else self._last_added + 1
+
+    @property
+    def in_flight(self) -> int:
+        """Records fetched and not yet complete."""
+        return len(self._order) - len(self._done)
+
+    @property
+    def running(self) -> int:
+        """Records whose handler is executing."""
+        return len(self._running)
+
+    def is_running(self, offset: int) -> bool:
+        """Whether ``offset`` has started and not been released."""
+        return offset in self._running
+
+
+class FlowDecision(Enum):
+    """What to do with the consumer's partitions after a change in in-flight records."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
+@dataclass(slots=True)
+class FlowControl:
+    """Bounded in-flight work with hysteresis: pause at ``high`` records, resume at ``low``.
+
+    Memory then stays below ``high`` plus one fetched batch, however slow the handlers.
+
+    >>> flow = FlowControl(high=100, low=50)
+    >>> flow.update(100), flow.update(80), flow.update(50), flow.update(60)
+    (<FlowDecision.PAUSE: 'pause'>, None, <FlowDecision.RESUME: 'resume'>, None)
+    """
+
+    high: int
+    low: int = -1
+    paused: bool = False
+
+    def __post_init__(self) -> None:
+        if self.low < 0:
+            self.low = self.high // 2
+        if not 0 <= self.low < self.high:
+            raise ValueError("FlowControl needs 0 <= low < high")
+
+    def update(self, in_flight: int) -> FlowDecision | None:
+        """The decision for the current number of in-flight records, if it changes anything."""
+        if not self.paused and in_flight >= self.high:
+            self.paused = True
+            return FlowDecision.PAUSE
+        if self.paused and in_flight <= self.low:
+            self.paused = False
+            return FlowDecision.RESUME
+        return None
+
+
+@dataclass(slots=True)
+class Pauses:
+    """A partition is paused while any reason holds (backpressure, retry backoff, parking).
+
+    >>> pauses: Pauses = Pauses()
+    >>> pauses.add(("orders", 0), "flow"), pauses.add(("orders", 0), "backoff")
+    (True, False)
+    >>> pauses.remove(("orders", 0), "flow"), pauses.remove(("orders", 0), "backoff")
+    (False, True)
+    """
+
+    _reasons: dict[Hashable, set[str]] = field(default_factory=dict)
+
+    def add(self, partition: Hashable, reason: str) -> bool:
+        """Record a reason; ``True`` when the partition must be paused now."""
+        reasons = self._reasons.setdefault(partition, set())
+        newly = not reasons
+        reasons.add(reason)
+        return newly
+
+    def remove(self, partition: Hashable, reason: str) -> bool:
+        """Drop a reason; ``True`` when the partition must be resumed now."""
+        reasons = self._reasons.get(partition)
+        if not reasons or reason not in reasons:
+            return False
+        reasons.remove(reason)
+        if reasons:
+            return False
+        del self._reasons[partition]
+        return True
+
+    def forget(self, partition: Hashable) -> None:
+        """The partition was revoked: its pauses go with it."""
+        self._reasons.pop(partition, None)
+
+    def is_paused(self, partition: Hashable) -> bool:
+        """Whether any reason holds."""
+        return bool(self._reasons.get(partition))
+
+
+@dataclass(frozen=True, slots=True)
+class CommitPolicy:
+    """Commit in batches: when ``interval_ms`` has passed or ``max_records`` completed.
+
+    >>> CommitPolicy(interval_ms=1000, max_records=500).due(now_ms=1500, last_ms=1000, pending=3)
+    False
+    """
+
+    interval_ms: int = 1_000
+    max_records: int = 10_000
+
+    def due(self, *, now_ms: int, last_ms: int, pending: int) -> bool:
+        """Whether to commit now, given the last commit time and completed-uncommitted records."""
+        if pending <= 0:
+            return False
+        return pending >= self.max_records or now_ms - last_ms >= self.interval_ms
