@@ -10,6 +10,7 @@ of them, adjacent batches of one append merged into one view.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -230,16 +231,15 @@ class MemoryLog:
             raise OffsetOutOfRangeError(offset, self._start_offset, self._end_offset)
         if offset >= self._end_offset:
             return
-        new_end = offset
-        for batch in self._batches_from(offset):
-            # Batches are atomic: the one holding ``offset`` goes whole.
-            new_end = max(min(offset, batch.base_offset), self._start_offset)
-            break
-        while len(self._segments) > 1 and self._segments[-1].base_offset >= new_end:
+        # Batches are atomic: the one holding ``offset`` goes whole.
+        cut = min(
+            [offset, *(b.base_offset for b in itertools.islice(self._batches_from(offset), 1))]
+        )
+        while len(self._segments) > 1 and self._segments[-1].base_offset >= cut:
             self._segments.pop()
         active = self._segments[-1]
-        active.replace([b for b in active.batches if b.base_offset < new_end])
-        self._end_offset = new_end
+        active.replace([b for b in active.batches if b.base_offset < cut])
+        self._end_offset = max(cut, self._start_offset)
 
     def enforce_retention(self, *, now_ms: int) -> int:
         count = expired_count(self._segments, self._config, now_ms=now_ms)

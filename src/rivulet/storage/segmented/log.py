@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import os
 import shutil
 from collections.abc import Iterator
@@ -330,19 +331,35 @@ class SegmentedLog:
             raise OffsetOutOfRangeError(offset, self._start_offset, self.end_offset)
         if offset >= self.end_offset:
             return
-        new_end = offset
-        for _, _, header in self._headers_from(offset):
-            # Batches are atomic: the one holding ``offset`` goes whole.
-            new_end = max(min(offset, header.base_offset), self._start_offset)
-            break
-        while len(self._segments) > 1 and self._bases[-1] >= new_end:
+        # Batches are atomic: the one holding ``offset`` goes whole.
+        cut = min(
+            [
+                offset,
+                *(h.base_offset for _, _, h in itertools.islice(self._headers_from(offset), 1)),
+            ]
+        )
+        while len(self._segments) > 1 and self._bases[-1] >= cut:
             self._drop(self._segments.pop())
             self._bases.pop()
         active = self._segments[-1]
-        active.truncate(active.position_of(new_end))
+        active.truncate(active.position_of(cut))
         recovery.rescan(active, verify_crc=False)
-        active.next_offset = max(active.next_offset, new_end)
         active.rolled_at_ms = None
+        new_end = max(cut, self._start_offset)
+        if active.next_offset != new_end:
+            # The end offset is not where the data ends (a compaction gap, or a
+            # start offset inside the dropped batch): a segment named after the
+            # end offset makes it survive a reopen.
+            if active.size_bytes == 0:
+                self._drop(self._segments.pop())
+                self._bases.pop()
+            else:
+                active.next_offset = new_end
+                active.seal()
+            segment = self._open_segment(new_end)
+            segment.next_offset = new_end
+            self._segments.append(segment)
+            self._bases.append(new_end)
         checkpoint.fsync_directory(self._directory)
 
     def enforce_retention(self, *, now_ms: int) -> int:
