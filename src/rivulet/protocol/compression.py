@@ -39,7 +39,8 @@ Buffer = bytes | bytearray | memoryview
 def _snappy_compress(data: Buffer) -> bytes:
     out = bytearray(_XERIAL_HEADER.pack(_XERIAL_MAGIC, _XERIAL_VERSION, _XERIAL_VERSION))
     view = memoryview(data)
-    for start in range(0, len(view), _XERIAL_BLOCK):
+    # At least one block: a bare header reads as raw snappy to some decoders.
+    for start in range(0, max(len(view), 1), _XERIAL_BLOCK):
         block = bytes(cramjam.snappy.compress_raw(view[start : start + _XERIAL_BLOCK]))
         out += _INT32.pack(len(block))
         out += block
