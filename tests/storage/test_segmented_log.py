@@ -10,7 +10,13 @@ import pytest
 from storage_helpers import batch, read_records, result_bytes, values
 
 from rivulet.protocol.batch import Compression, iter_batches
-from rivulet.storage import CleanupPolicy, FileRegion, LogConfig, OffsetOutOfRangeError
+from rivulet.storage import (
+    CleanupPolicy,
+    CorruptLogError,
+    FileRegion,
+    LogConfig,
+    OffsetOutOfRangeError,
+)
 from rivulet.storage.segmented import SegmentedLog, delete_log, open_log
 from rivulet.storage.segmented.recovery import CLEAN_SHUTDOWN
 
@@ -325,4 +331,22 @@ def test_appending_to_a_full_index_rolls(tmp_path: Path) -> None:
     fill(log, 10)
     assert log.segment_count > 1
     assert [s.offset for s in read_records(log)] == list(range(10))
+    log.close()
+
+
+def test_compaction_refuses_batches_that_do_not_decode(tmp_path: Path) -> None:
+    config = LogConfig(segment_bytes=50, cleanup_policy=CleanupPolicy.COMPACT)
+    log = open_log(tmp_path / "p", config)
+    for i in range(3):
+        log.append(batch([b"v%d" % i], keys=[b"k"]), now_ms=0)
+    log.close()
+    first = tmp_path / "p" / "00000000000000000000.log"
+    data = bytearray(first.read_bytes())
+    data[60] = 9  # records count 9: the records section ends early
+    first.write_bytes(bytes(data))
+    log = open_log(tmp_path / "p", config)
+    with pytest.raises(CorruptLogError, match="offset 0 does not decode"):
+        log.compact(now_ms=0)
+    assert not [n for n in files(tmp_path / "p") if n.endswith(".cleaned")]
+    assert [s.value for s in read_records(log, 1)] == [b"v1", b"v2"]
     log.close()

@@ -72,10 +72,13 @@ class LogConfig:
 class FileRegion:
     """A byte range of an open file, sendable with ``os.sendfile``.
 
-    ``fd`` stays open for as long as the segment it belongs to is open; a reader that
-    holds a region across an await must tolerate the segment having been deleted
-    (the region then reads what the file held, since an open descriptor keeps the
-    inode alive).
+    ``fd`` stays open for as long as the segment it belongs to is open. When a
+    segment is deleted (retention, DeleteRecords, truncation) or replaced by its
+    compacted copy, its files go at once but the descriptor is closed only at the
+    log's next ``enforce_retention``, ``compact`` or ``close``: until then the region
+    reads what the file held, since an open descriptor keeps the inode alive. Send
+    or copy a region before any of those three runs again; a region can read short
+    if ``truncate_to`` cut its segment in the meantime.
     """
 
     fd: int
@@ -141,7 +144,10 @@ class PartitionLog(Protocol):
         """Append one or more validated v2 batches, assigning consecutive offsets.
 
         ``batches`` is patched in place (base offsets; with LogAppendTime the max
-        timestamp, the timestamp-type bit and the CRC) and then stored as is.
+        timestamp, the timestamp-type bit and the CRC) and then stored as is; the
+        caller may reuse the buffer once this returns. Raises
+        :class:`~rivulet.storage.errors.StorageError` when the data cannot be
+        written (the log is then left as it was).
         """
         ...
 
@@ -157,9 +163,11 @@ class PartitionLog(Protocol):
         ...
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
-        """The first offset whose batch max timestamp is >= ``timestamp_ms``.
+        """The first record (at or above the start offset) with timestamp >= ``timestamp_ms``.
 
-        Returns ``(offset, timestamp)`` or ``None`` when no such record exists.
+        Returns ``(offset, timestamp)`` or ``None`` when no such record exists. As
+        in Kafka, record timestamps count (the batch found through the time index
+        is decoded); with LogAppendTime every record has its batch's append time.
         """
         ...
 
@@ -168,15 +176,31 @@ class PartitionLog(Protocol):
         ...
 
     def delete_records_before(self, offset: int) -> int:
-        """Move the log start offset up to ``offset`` (DeleteRecords); return it."""
+        """Move the log start offset up to ``offset`` (DeleteRecords); return it.
+
+        Never moves it back. Raises
+        :class:`~rivulet.storage.errors.OffsetOutOfRangeError` when ``offset`` is
+        past the end offset.
+        """
         ...
 
     def truncate_to(self, offset: int) -> None:
-        """Drop every record at or after ``offset``."""
+        """Drop every record at or after ``offset``.
+
+        Batches are never split: the batch holding ``offset`` is dropped whole, so
+        the end offset becomes that batch's base offset (never below the start
+        offset). Raises :class:`~rivulet.storage.errors.OffsetOutOfRangeError` for
+        an ``offset`` below the start offset; one at or past the end does nothing.
+        """
         ...
 
     def enforce_retention(self, *, now_ms: int) -> int:
-        """Delete segments past ``retention.ms`` / ``retention.bytes``; return how many."""
+        """Delete segments past ``retention.ms`` / ``retention.bytes``; return how many.
+
+        Only with ``delete`` in the cleanup policy. When every segment has expired,
+        the active one is rolled first, so the log ends up empty with its end offset
+        kept (the start offset moves up to it).
+        """
         ...
 
     def compact(self, *, now_ms: int) -> int:

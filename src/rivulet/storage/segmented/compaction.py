@@ -32,13 +32,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from rivulet.protocol.batch import read_header
+from rivulet.protocol.errors import InvalidBatchError
 from rivulet.protocol.records import DecodedBatch, Record, decode_batch, encode_batch
 from rivulet.storage.base import CleanupPolicy, LogConfig
+from rivulet.storage.errors import CorruptLogError
 from rivulet.storage.segmented.retention import SegmentStats
 
 __all__ = ["CompactionPlan", "cleanable_count", "plan"]
 
 BatchBytes = bytes | bytearray | memoryview
+
+
+def _decode(batch: BatchBytes) -> DecodedBatch:
+    try:
+        return decode_batch(batch, verify=False)
+    except InvalidBatchError as exc:
+        header = read_header(batch)
+        raise CorruptLogError(
+            f"cannot compact: the batch at offset {header.base_offset} does not decode ({exc}); "
+            "the log holds data its producer's client could not have written"
+        ) from exc
 
 
 def cleanable_count(segments: Sequence[SegmentStats], config: LogConfig, *, now_ms: int) -> int:
@@ -74,7 +87,7 @@ class CompactionPlan:
         header = read_header(batch)
         if header.is_control:
             return batch
-        decoded = decode_batch(batch, verify=False)
+        decoded = _decode(batch)
         kept = [r for r in decoded.records if self._keep(decoded, r)]
         if len(kept) == len(decoded.records):
             return batch
@@ -109,7 +122,11 @@ class CompactionPlan:
 
 
 def plan(batches: Iterable[BatchBytes], config: LogConfig, *, now_ms: int) -> CompactionPlan:
-    """Read every cleanable batch once and decide what compaction keeps."""
+    """Read every cleanable batch once and decide what compaction keeps.
+
+    Raises :class:`~rivulet.storage.errors.CorruptLogError` (here or from
+    :meth:`CompactionPlan.rewrite`) when a batch's records do not decode.
+    """
     latest: dict[bytes, int] = {}
     producer_last: dict[int, int] = {}
     for batch in batches:
@@ -118,7 +135,7 @@ def plan(batches: Iterable[BatchBytes], config: LogConfig, *, now_ms: int) -> Co
             producer_last[header.producer_id] = header.last_offset
         if header.is_control:
             continue
-        decoded = decode_batch(batch, verify=False)
+        decoded = _decode(batch)
         for record in decoded.records:
             if record.key is not None:
                 latest[record.key] = decoded.offset(record)

@@ -397,21 +397,27 @@ class SegmentedLog:
     def _rewrite(self, index: int, segment: Segment, plan: compaction.CompactionPlan) -> int:
         """Replace one segment by its compacted copy, if compaction changes it."""
         cleaned: Segment | None = None
-        for position, header in segment.headers():
-            data = segment.read(position, header.size)
-            kept = plan.rewrite(data)
-            if kept is data and cleaned is None:
-                continue
-            if cleaned is None:
-                # The first change: start the copy with every batch before it.
-                cleaned = self._open_segment(segment.base_offset, ".cleaned")
-                cleaned.reset_stats()
-                for p, h in segment.headers():
-                    if p >= position:
-                        break
-                    self._copy_into(cleaned, segment.read(p, h.size))
-            if kept is not None:
-                self._copy_into(cleaned, kept)
+        try:
+            for position, header in segment.headers():
+                data = segment.read(position, header.size)
+                kept = plan.rewrite(data)
+                if kept is data and cleaned is None:
+                    continue
+                if cleaned is None:
+                    # The first change: start the copy with every batch before it.
+                    cleaned = self._open_segment(segment.base_offset, ".cleaned")
+                    cleaned.reset_stats()
+                    for p, h in segment.headers():
+                        if p >= position:
+                            break
+                        self._copy_into(cleaned, segment.read(p, h.size))
+                if kept is not None:
+                    self._copy_into(cleaned, kept)
+        except BaseException:
+            if cleaned is not None:
+                cleaned.close()
+                cleaned.unlink()
+            raise
         if cleaned is None:
             return 0
         freed = segment.size_bytes - cleaned.size_bytes
