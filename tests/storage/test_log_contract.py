@@ -15,7 +15,7 @@ import pytest
 from storage_helpers import Seen, batch, read_records, result_bytes, values
 
 from rivulet.protocol.batch import Compression, iter_batches, read_header, verify_crc
-from rivulet.protocol.records import iter_decoded
+from rivulet.protocol.records import Record, encode_batch, iter_decoded
 from rivulet.storage import (
     CleanupPolicy,
     LogConfig,
@@ -412,3 +412,35 @@ def test_flush_keeps_everything_readable(make: Make) -> None:
     log.append(batch([b"a"]), now_ms=0)
     log.flush()
     assert read_records(log) == [Seen(0, 0, None, b"a")]
+
+
+def test_compaction_keeps_a_producers_last_batch_empty(make: Make) -> None:
+    log = make(segment_bytes=50, cleanup_policy=CleanupPolicy.COMPACT)  # a segment per batch
+
+    def produced(producer_id: int, sequence: int, value: bytes, codec: Compression) -> bytearray:
+        record = Record(key=b"k", value=value)
+        data = encode_batch(
+            [record],
+            producer_id=producer_id,
+            producer_epoch=3,
+            base_sequence=sequence,
+            compression=codec,
+        )
+        return bytearray(data)
+
+    log.append(produced(7, 0, b"a", Compression.NONE), now_ms=0)
+    log.append(produced(7, 1, b"b", Compression.GZIP), now_ms=0)
+    log.append(produced(8, 0, b"c", Compression.NONE), now_ms=0)
+    log.append(batch([b"filler"], keys=[b"f"]), now_ms=0)
+    log.compact(now_ms=0)
+    headers = [h for _, h in iter_batches(result_bytes(log.read(0, 1 << 20)))]
+    # Producer 7's first batch is gone; its last one stays, empty, so its
+    # sequence number can be recovered from the log.
+    assert [(h.base_offset, h.producer_id, h.records_count) for h in headers] == [
+        (1, 7, 0),
+        (2, 8, 1),
+        (3, -1, 1),
+    ]
+    assert (headers[0].base_sequence, headers[0].producer_epoch) == (1, 3)
+    assert headers[0].compression is Compression.GZIP
+    assert values(log) == [b"c", b"filler"]
