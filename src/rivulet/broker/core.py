@@ -192,17 +192,17 @@ class Broker:
         ctx = RequestContext(self, header, client_host)
         try:
             result = await handler.handle(ctx, request.body)
+            if result is None:
+                return None
+            if isinstance(result, EncodedResponse):
+                return result.pieces
+            return [encode_response(header, result)]
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             # A handler bug must cost one connection, never the broker.
             log.exception("%s v%d failed", handler.name, header.api_version)
             raise CloseConnectionError(f"{handler.name} failed: {exc}") from exc
-        if result is None:
-            return None
-        if isinstance(result, EncodedResponse):
-            return result.pieces
-        return [encode_response(header, result)]
 
     def _unsupported_api_versions(self, header: RequestHeader) -> bytes:
         """ApiVersions v0 with UNSUPPORTED_VERSION and our ranges, so the client retries."""

@@ -136,6 +136,11 @@ class _Connection(asyncio.Protocol):
             slot.close = True
             self._input_closed = True
             pieces = None
+        except Exception:
+            log.exception("closing connection from %s after an internal error", self._peer)
+            slot.close = True
+            self._input_closed = True
+            pieces = None
         # Complete in the same step as the handler returned: file regions it
         # read are consumed before anything else can touch the log.
         self._complete(slot, pieces)

@@ -9,6 +9,7 @@ the new topic's partitions, replication factor and configs.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -20,6 +21,8 @@ from rivulet.broker.topic_configs import describe_topic_configs
 from rivulet.broker.topics import Topic
 
 __all__ = ["HANDLER"]
+
+_NO_TOPIC_ID = uuid.UUID(int=0)
 
 
 def _created(topic: Topic, num_partitions: int, defaults: Any) -> dict[str, Any]:
@@ -44,6 +47,19 @@ def _created(topic: Topic, num_partitions: int, defaults: Any) -> dict[str, Any]
     }
 
 
+def _failed(name: str, code: ErrorCode, message: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "topic_id": _NO_TOPIC_ID,
+        "error_code": code,
+        "error_message": message,
+        "topic_config_error_code": 0,
+        "num_partitions": -1,
+        "replication_factor": -1,
+        "configs": None,
+    }
+
+
 async def handle(ctx: RequestContext, request: Any) -> Response:
     broker = ctx.broker
     validate_only = getattr(request, "validate_only", False)
@@ -52,11 +68,11 @@ async def handle(ctx: RequestContext, request: Any) -> Response:
     for wanted in request.topics:
         if counts[wanted.name] > 1:
             results.append(
-                {
-                    "name": wanted.name,
-                    "error_code": ErrorCode.invalid_request,
-                    "error_message": f"topic {wanted.name!r} appears more than once in the request",
-                }
+                _failed(
+                    wanted.name,
+                    ErrorCode.invalid_request,
+                    f"topic {wanted.name!r} appears more than once in the request",
+                )
             )
             continue
         assignments = {a.partition_index: list(a.broker_ids) for a in wanted.assignments}
@@ -71,9 +87,7 @@ async def handle(ctx: RequestContext, request: Any) -> Response:
                 validate_only=validate_only,
             )
         except BrokerError as exc:
-            results.append(
-                {"name": wanted.name, "error_code": exc.error_code, "error_message": str(exc)}
-            )
+            results.append(_failed(wanted.name, exc.error_code, str(exc)))
             continue
         num_partitions = (
             len(topic.partitions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -10,6 +11,8 @@ from rivulet.broker.errors import BrokerError
 from rivulet.broker.router import Handler, RequestContext, Response
 
 __all__ = ["HANDLER"]
+
+_NO_TOPIC_ID = uuid.UUID(int=0)
 
 
 async def handle(ctx: RequestContext, request: Any) -> Response:
@@ -21,12 +24,16 @@ async def handle(ctx: RequestContext, request: Any) -> Response:
     responses = []
     for wanted_name, topic_id in wanted:
         name = wanted_name
-        entry: dict[str, Any] = {"name": name, "error_code": ErrorCode.none, "error_message": None}
+        entry: dict[str, Any] = {
+            "name": name,
+            "topic_id": topic_id or _NO_TOPIC_ID,
+            "error_code": ErrorCode.none,
+            "error_message": None,
+        }
         if name is None:
             topic = topics.get_by_id(topic_id) if topic_id is not None else None
             if topic is None:
                 entry.update(
-                    topic_id=topic_id,
                     error_code=ErrorCode.unknown_topic_id,
                     error_message=f"no topic has id {topic_id}",
                 )

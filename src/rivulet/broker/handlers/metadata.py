@@ -7,6 +7,7 @@ when auto-creation is on and the request allows it (v4+).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -18,6 +19,7 @@ from rivulet.broker.topics import Topic
 
 __all__ = ["HANDLER", "describe_topic"]
 
+_NO_TOPIC_ID = uuid.UUID(int=0)
 _ALL_TOPIC_OPERATIONS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
 """READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS:
 without ACLs every client may do everything."""
@@ -46,17 +48,17 @@ def describe_topic(topic: Topic, node_id: int, *, operations: int) -> dict[str, 
     }
 
 
-def _error_entry(code: ErrorCode, name: str | None, topic_id: Any = None) -> dict[str, Any]:
-    entry: dict[str, Any] = {
+def _error_entry(
+    code: ErrorCode, name: str | None, topic_id: uuid.UUID = _NO_TOPIC_ID
+) -> dict[str, Any]:
+    return {
         "error_code": code,
         "name": name,
+        "topic_id": topic_id,
         "is_internal": False,
         "partitions": [],
         "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
     }
-    if topic_id is not None:
-        entry["topic_id"] = topic_id
-    return entry
 
 
 async def handle(ctx: RequestContext, request: Any) -> Response:
@@ -80,7 +82,9 @@ async def handle(ctx: RequestContext, request: Any) -> Response:
             if name is None:
                 topic = broker.topics.get_by_id(topic_id) if topic_id is not None else None
                 if topic is None:
-                    topics.append(_error_entry(ErrorCode.unknown_topic_id, None, topic_id))
+                    topics.append(
+                        _error_entry(ErrorCode.unknown_topic_id, None, topic_id or _NO_TOPIC_ID)
+                    )
                     continue
             else:
                 try:
