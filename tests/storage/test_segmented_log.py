@@ -350,3 +350,17 @@ def test_compaction_refuses_batches_that_do_not_decode(tmp_path: Path) -> None:
     assert not [n for n in files(tmp_path / "p") if n.endswith(".cleaned")]
     assert [s.value for s in read_records(log, 1)] == [b"v1", b"v2"]
     log.close()
+
+
+def test_segments_below_a_checkpointed_start_are_deleted_on_open(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "p", LogConfig(segment_bytes=200))
+    fill(log, 6)
+    count = log.segment_count
+    log.close()
+    # As if a crash came between the checkpoint write and the segment deletion.
+    (tmp_path / "p" / "log-start-offset").write_text("4\n")
+    log = open_log(tmp_path / "p", LogConfig())
+    assert log.start_offset == 4
+    assert log.segment_count < count
+    assert [s.offset for s in read_records(log)] == [4, 5]
+    log.close()

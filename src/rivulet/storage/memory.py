@@ -14,12 +14,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from rivulet.protocol.batch import (
-    iter_batches,
-    read_header,
-    set_base_offset,
-    set_log_append_time,
-)
+from rivulet.protocol.batch import read_header
 from rivulet.protocol.records import find_timestamp
 from rivulet.storage.base import (
     AppendResult,
@@ -30,6 +25,7 @@ from rivulet.storage.base import (
 )
 from rivulet.storage.errors import OffsetOutOfRangeError
 from rivulet.storage.segmented import compaction
+from rivulet.storage.segmented.appending import place_batches
 from rivulet.storage.segmented.retention import expired_count, should_roll
 
 __all__ = ["MemoryLog"]
@@ -119,19 +115,10 @@ class MemoryLog:
 
     def append(self, batches: bytearray, *, now_ms: int) -> AppendResult:
         log_append_time = self._config.timestamp_type is TimestampType.LOG_APPEND_TIME
-        next_offset = self._end_offset
-        placed: list[tuple[int, int, int, int, int]] = []
-        for pos, header in iter_batches(batches):
-            set_base_offset(batches, pos, next_offset)
-            max_timestamp = header.max_timestamp
-            if log_append_time:
-                set_log_append_time(batches, pos, header, now_ms)
-                max_timestamp = now_ms
-            last = next_offset + header.last_offset_delta
-            placed.append((pos, header.size, next_offset, last, max_timestamp))
-            next_offset = last + 1
-        if not placed:
-            raise ValueError("append needs at least one record batch; got an empty buffer")
+        placed = place_batches(
+            batches, self._end_offset, log_append_time_ms=now_ms if log_append_time else None
+        )
+        next_offset = placed[-1].last_offset + 1
         active = self._segments[-1]
         if should_roll(
             active,
@@ -147,8 +134,8 @@ class MemoryLog:
             active.rolled_at_ms = now_ms
         # A private copy: the caller may reuse its buffer once append returns.
         stored = bytes(batches)
-        for pos, size, base, last, max_timestamp in placed:
-            active.add(_Batch(stored, pos, size, base, last, max_timestamp))
+        for info in placed:
+            active.add(_Batch(stored, *info))
         first_offset = self._end_offset
         self._end_offset = next_offset
         return AppendResult(

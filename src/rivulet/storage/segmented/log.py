@@ -35,13 +35,7 @@ import os
 import shutil
 from collections.abc import Iterator
 
-from rivulet.protocol.batch import (
-    BatchHeader,
-    iter_batches,
-    read_header,
-    set_base_offset,
-    set_log_append_time,
-)
+from rivulet.protocol.batch import BatchHeader, read_header
 from rivulet.protocol.records import find_timestamp
 from rivulet.storage.base import (
     AppendResult,
@@ -53,8 +47,9 @@ from rivulet.storage.base import (
 )
 from rivulet.storage.errors import OffsetOutOfRangeError
 from rivulet.storage.segmented import checkpoint, compaction, recovery
+from rivulet.storage.segmented.appending import BatchInfo, place_batches
 from rivulet.storage.segmented.retention import expired_count, should_roll
-from rivulet.storage.segmented.segment import BatchInfo, Segment
+from rivulet.storage.segmented.segment import Segment
 
 __all__ = ["SegmentedLog", "delete_log", "open_log"]
 
@@ -95,6 +90,8 @@ class SegmentedLog:
         self._start_offset = min(
             max(checkpointed or 0, self._segments[0].base_offset), self.end_offset
         )
+        # Segments a DeleteRecords interrupted by a crash did not get to delete.
+        self._remove_leading(self._wholly_below(self._start_offset))
         if clean:
             os.unlink(marker)
         checkpoint.fsync_directory(directory)
@@ -165,19 +162,11 @@ class SegmentedLog:
 
     def append(self, batches: bytearray, *, now_ms: int) -> AppendResult:
         log_append_time = self._config.timestamp_type is TimestampType.LOG_APPEND_TIME
-        first_offset = next_offset = self.end_offset
-        placed: list[BatchInfo] = []
-        for pos, header in iter_batches(batches):
-            set_base_offset(batches, pos, next_offset)
-            max_timestamp = header.max_timestamp
-            if log_append_time:
-                set_log_append_time(batches, pos, header, now_ms)
-                max_timestamp = now_ms
-            last = next_offset + header.last_offset_delta
-            placed.append(BatchInfo(pos, header.size, next_offset, last, max_timestamp))
-            next_offset = last + 1
-        if not placed:
-            raise ValueError("append needs at least one record batch; got an empty buffer")
+        first_offset = self.end_offset
+        placed = place_batches(
+            batches, first_offset, log_append_time_ms=now_ms if log_append_time else None
+        )
+        next_offset = placed[-1].last_offset + 1
         active = self._segments[-1]
         if active.rolled_at_ms is None:
             # A segment recovered from disk counts its age from its first batch if older.
@@ -306,6 +295,8 @@ class SegmentedLog:
         self._parked.clear()
 
     def _remove_leading(self, count: int) -> None:
+        if count == 0:
+            return
         for segment in self._segments[:count]:
             self._drop(segment)
         del self._segments[:count]
@@ -319,12 +310,15 @@ class SegmentedLog:
             return self._start_offset
         self._start_offset = offset
         checkpoint.write_offset(self._checkpoint_path, offset)
+        self._remove_leading(self._wholly_below(offset))
+        return self._start_offset
+
+    def _wholly_below(self, offset: int) -> int:
+        """How many leading segments hold only offsets below ``offset`` (never the last)."""
         count = 0
         while count < len(self._segments) - 1 and self._bases[count + 1] <= offset:
             count += 1
-        if count:
-            self._remove_leading(count)
-        return self._start_offset
+        return count
 
     def truncate_to(self, offset: int) -> None:
         if offset < self._start_offset:

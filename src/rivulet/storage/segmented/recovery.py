@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from rivulet.protocol.batch import HEADER_SIZE, LOG_OVERHEAD, MAGIC, BatchHeader, read_header
 from rivulet.protocol.batch import verify_crc as check_crc
 from rivulet.protocol.errors import InvalidBatchError
+from rivulet.storage.segmented.appending import BatchInfo
 from rivulet.storage.segmented.retention import MAX_RELATIVE_OFFSET
 
 if TYPE_CHECKING:
@@ -108,8 +109,6 @@ def rescan(segment: Segment, *, verify_crc: bool) -> int:
     The file is cut at the first batch that fails a check; returns how many
     bytes were cut.
     """
-    from rivulet.storage.segmented.segment import BatchInfo  # noqa: PLC0415 - cycle
-
     segment.reset_stats()
     segment.indexes_checked = True
     file_size = os.fstat(segment.fd).st_size

@@ -23,15 +23,15 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
 
 from rivulet.protocol.batch import HEADER_SIZE, BatchHeader, read_header
 from rivulet.storage.errors import CorruptLogError, StorageError
 from rivulet.storage.segmented import recovery
+from rivulet.storage.segmented.appending import BatchInfo
 from rivulet.storage.segmented.offset_index import OffsetIndex
 from rivulet.storage.segmented.time_index import TimeIndex
 
-__all__ = ["BatchInfo", "Segment", "segment_path"]
+__all__ = ["Segment", "segment_path"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,16 +39,6 @@ _log = logging.getLogger(__name__)
 def segment_path(directory: str, base_offset: int, suffix: str) -> str:
     """The path of one of a segment's files, e.g. ``.../00000000000000000042.log``."""
     return os.path.join(directory, f"{base_offset:020d}{suffix}")
-
-
-class BatchInfo(NamedTuple):
-    """Where a batch sits in an append buffer, and what the indexes need of it."""
-
-    position: int
-    size: int
-    base_offset: int
-    last_offset: int
-    max_timestamp: int
 
 
 class Segment:
