@@ -108,6 +108,11 @@ class Partition:
         """Resolve ``waiter`` at the next append (or when the partition goes away)."""
         self._waiters.add(waiter)
 
+    @property
+    def waiting(self) -> int:
+        """How many fetches are waiting for this partition to grow."""
+        return len(self._waiters)
+
     def unwatch(self, waiter: asyncio.Future[None]) -> None:
         self._waiters.discard(waiter)
 
