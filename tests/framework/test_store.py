@@ -111,12 +111,28 @@ async def test_mark_sent_handles_large_batches(database: Database, store: Framew
 
 async def test_parked_keys(database: Database, store: FrameworkStore) -> None:
     async with database.transaction() as tx:
-        await store.park(tx, "inventory", "orders", b"o-1", reason="handler-error", now_ms=1)
-        await store.park(tx, "inventory", "orders", b"o-1", reason="again", now_ms=2)
-        await store.park(tx, "inventory", "orders", None, reason="handler-error", now_ms=3)
-        await store.park(tx, "payments", "orders", b"o-2", reason="handler-error", now_ms=4)
-        assert await store.parked_keys(tx, "inventory", "orders") == {b"o-1", None}
+        await store.park(tx, "inventory", "orders", b"o-1", reason="x", replay_batch=None, now_ms=1)
+        await store.park(tx, "inventory", "orders", None, reason="x", replay_batch=None, now_ms=3)
+        await store.park(tx, "payments", "orders", b"o-2", reason="x", replay_batch=None, now_ms=4)
+        # A replayed record of a parked key failed again: the batch is remembered.
+        await store.park(tx, "inventory", "orders", b"o-1", reason="x", replay_batch="r1", now_ms=5)
+        assert await store.parked_keys(tx, "inventory", "orders") == {b"o-1": "r1", None: None}
         assert await store.unpark(tx, "inventory", "orders", None)
         assert not await store.unpark(tx, "inventory", "orders", None)
-        assert await store.parked_keys(tx, "inventory", "orders") == {b"o-1"}
-        assert await store.parked_keys(tx, "payments", "orders") == {b"o-2"}
+        assert await store.parked_keys(tx, "inventory", "orders") == {b"o-1": "r1"}
+        assert await store.parked_keys(tx, "payments", "orders") == {b"o-2": None}
+
+
+async def test_leases_have_one_owner_until_they_expire(
+    database: Database, store: FrameworkStore
+) -> None:
+    async with database.transaction() as tx:
+        assert await store.acquire_lease(tx, "relay", "a", now_ms=0, duration_ms=100)
+        assert await store.acquire_lease(tx, "relay", "a", now_ms=50, duration_ms=100)  # renew
+        assert not await store.acquire_lease(tx, "relay", "b", now_ms=149, duration_ms=100)
+        assert await store.acquire_lease(tx, "relay", "b", now_ms=151, duration_ms=100)
+        assert not await store.acquire_lease(tx, "relay", "a", now_ms=160, duration_ms=100)
+        await store.release_lease(tx, "relay", "a")  # not the owner: no effect
+        assert not await store.acquire_lease(tx, "relay", "a", now_ms=170, duration_ms=100)
+        await store.release_lease(tx, "relay", "b")
+        assert await store.acquire_lease(tx, "relay", "a", now_ms=171, duration_ms=100)

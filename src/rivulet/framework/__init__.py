@@ -6,6 +6,9 @@ this package holds the full public surface, everything else is private.
 
 from __future__ import annotations
 
+from rivulet.framework._app import App, TopicSpec
+from rivulet.framework._config import Settings
+from rivulet.framework._context import Context, Transaction
 from rivulet.framework._errors import (
     ConfigurationError,
     DecodeError,
@@ -18,14 +21,19 @@ from rivulet.framework._errors import (
 )
 from rivulet.framework._events import Event, event_type_of
 from rivulet.framework._retry import Backoff, RetryPolicy
+from rivulet.framework._stream import Stream
+from rivulet.framework._topology import HandlerInfo, TopicInfo, Topology
 from rivulet.framework._wire import JsonSerializer, Serializer
 
 __all__ = [
+    "App",
     "Backoff",
     "ConfigurationError",
+    "Context",
     "DecodeError",
     "Event",
     "FrameworkError",
+    "HandlerInfo",
     "InvalidPayloadError",
     "JsonSerializer",
     "MalformedRecordError",
@@ -33,6 +41,12 @@ __all__ = [
     "PublishError",
     "RetryPolicy",
     "Serializer",
+    "Settings",
+    "Stream",
+    "TopicInfo",
+    "TopicSpec",
+    "Topology",
+    "Transaction",
     "UnknownEventTypeError",
     "event_type_of",
 ]

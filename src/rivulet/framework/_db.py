@@ -46,6 +46,7 @@ __all__ = [
     "Database",
     "DatabaseError",
     "Dialect",
+    "Params",
     "PostgresDatabase",
     "Row",
     "SqlTransaction",

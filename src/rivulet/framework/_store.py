@@ -26,7 +26,12 @@ Column            Meaning
 ``sent_at_ms``    when the relay's publish was confirmed; NULL until then
 ================  ===========================================================
 
-``rivulet_parked_keys``: keys whose events wait behind a dead-lettered one.
+``rivulet_parked_keys``: keys whose events wait behind a dead-lettered one;
+``replay_batch`` is the dead-letter replay whose record failed again (its later records
+must not overtake it), NULL when the key was parked by a live record.
+
+``rivulet_leases``: named leases with an owner and an expiry, so that one replica at a
+time runs the outbox relay.
 """
 
 from __future__ import annotations
@@ -68,7 +73,13 @@ _DDL: Final[dict[Dialect, tuple[str, ...]]] = {
             record_key BLOB NOT NULL,
             parked_at_ms INTEGER NOT NULL,
             reason TEXT NOT NULL,
+            replay_batch TEXT,
             PRIMARY KEY (consumer_group, topic, record_key)
+        )""",
+        """CREATE TABLE IF NOT EXISTS rivulet_leases (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            expires_at_ms INTEGER NOT NULL
         )""",
     ),
     "postgresql": (
@@ -99,7 +110,13 @@ _DDL: Final[dict[Dialect, tuple[str, ...]]] = {
             record_key BYTEA NOT NULL,
             parked_at_ms BIGINT NOT NULL,
             reason TEXT NOT NULL,
+            replay_batch TEXT,
             PRIMARY KEY (consumer_group, topic, record_key)
+        )""",
+        """CREATE TABLE IF NOT EXISTS rivulet_leases (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            expires_at_ms BIGINT NOT NULL
         )""",
     ),
 }
@@ -227,14 +244,16 @@ class FrameworkStore:
         key: bytes | None,
         *,
         reason: str,
+        replay_batch: str | None,
         now_ms: int,
     ) -> None:
-        """Park ``key``: later events with it wait behind the dead-lettered one."""
+        """Park ``key`` (or mark which replay batch failed for an already parked key)."""
         await tx.execute(
             "INSERT INTO rivulet_parked_keys "
-            "(consumer_group, topic, record_key, parked_at_ms, reason) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            (group, topic, _NO_KEY if key is None else key, now_ms, reason),
+            "(consumer_group, topic, record_key, parked_at_ms, reason, replay_batch) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (consumer_group, topic, record_key) "
+            "DO UPDATE SET replay_batch = excluded.replay_batch",
+            (group, topic, _NO_KEY if key is None else key, now_ms, reason, replay_batch),
         )
 
     async def unpark(self, tx: SqlTransaction, group: str, topic: str, key: bytes | None) -> bool:
@@ -246,14 +265,36 @@ class FrameworkStore:
         )
         return changed == 1
 
-    async def parked_keys(self, tx: SqlTransaction, group: str, topic: str) -> set[bytes | None]:
-        """Every key parked for ``group`` on ``topic``."""
+    async def parked_keys(
+        self, tx: SqlTransaction, group: str, topic: str
+    ) -> dict[bytes | None, str | None]:
+        """Every key parked for ``group`` on ``topic``, with its failed replay batch."""
         rows = await tx.fetchall(
-            "SELECT record_key FROM rivulet_parked_keys WHERE consumer_group = ? AND topic = ?",
+            "SELECT record_key, replay_batch FROM rivulet_parked_keys "
+            "WHERE consumer_group = ? AND topic = ?",
             (group, topic),
         )
-        keys: set[bytes | None] = set()
-        for (raw,) in rows:
+        keys: dict[bytes | None, str | None] = {}
+        for raw, batch in rows:
             value = bytes(raw)
-            keys.add(None if value == _NO_KEY else value)
+            keys[None if value == _NO_KEY else value] = batch
         return keys
+
+    # -- leases
+
+    async def acquire_lease(
+        self, tx: SqlTransaction, name: str, owner: str, *, now_ms: int, duration_ms: int
+    ) -> bool:
+        """Take or renew lease ``name`` for ``owner``; ``False`` while another owner holds it."""
+        changed = await tx.execute(
+            "INSERT INTO rivulet_leases (name, owner, expires_at_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+            "expires_at_ms = excluded.expires_at_ms "
+            "WHERE rivulet_leases.owner = excluded.owner OR rivulet_leases.expires_at_ms < ?",
+            (name, owner, now_ms + duration_ms, now_ms),
+        )
+        return changed == 1
+
+    async def release_lease(self, tx: SqlTransaction, name: str, owner: str) -> None:
+        """Give lease ``name`` up, if ``owner`` holds it."""
+        await tx.execute("DELETE FROM rivulet_leases WHERE name = ? AND owner = ?", (name, owner))

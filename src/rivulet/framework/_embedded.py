@@ -1,0 +1,26 @@
+"""The one place the framework touches the broker package: starting it in-process.
+
+When no bootstrap servers are configured, an app (or ``rivulet run``, or the test
+fixture) runs on the embedded broker, keeping its data under ``<data_dir>/broker``.
+Everything else talks to brokers over the Kafka protocol only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+__all__ = ["embedded_broker"]
+
+
+@asynccontextmanager
+async def embedded_broker(data_dir: Path | None) -> AsyncIterator[str]:
+    """Run the embedded broker on a free port for the block; yields its bootstrap address.
+
+    ``data_dir=None`` keeps the broker's data in memory (tests).
+    """
+    from rivulet.broker import EmbeddedBroker  # noqa: PLC0415 - only when no Kafka is configured
+
+    async with EmbeddedBroker(data_dir) as broker:
+        yield broker.bootstrap_servers

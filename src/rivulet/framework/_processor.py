@@ -1,0 +1,338 @@
+"""The life of one consumed record: route, decode, handle, retry, forward.
+
+:meth:`Processor.process` turns a record into an :class:`Outcome` the runtime acts on:
+
+* :class:`Handled`: the handler succeeded (or the event was a duplicate for an
+  idempotent handler); the record completes once its direct publishes are confirmed;
+* :class:`Skipped`: the record is not for this group (another group's retry, or an
+  event type the group chose to skip); it completes at once;
+* :class:`Forwarded`: the record must be republished to a retry or dead-letter topic
+  with the given headers; it completes when that publish is confirmed.
+
+In-place retries happen inside :meth:`~Processor.process` (the sleep is injected), so
+the record stays in flight, and its key blocked, until they are over.
+
+**Key parking** (``park_failed_keys=True``): when a record is dead-lettered its key is
+parked; later records with that key are dead-lettered behind it (reason ``parked``)
+instead of overtaking it. ``rivulet dlq replay`` republishes a key's dead letters in
+order with the header ``rivulet_replay`` (a batch id) and marks the key's last one
+with ``rivulet_replay-last``; replayed records are handled, and the key is released
+after its last one succeeds. If a replayed record fails again, the rest of its batch is
+dead-lettered behind it and the key stays parked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+from rivulet.framework._context import Context, Sink, Transaction
+from rivulet.framework._db import Database
+from rivulet.framework._dispatch import Decoded, GroupRoutes, Route, decode
+from rivulet.framework._errors import ConfigurationError, DecodeError, NonRetriableError
+from rivulet.framework._outbox import Outbox
+from rivulet.framework._publishing import EventEncoder
+from rivulet.framework._retry import (
+    DeadLetter,
+    RetryInPlace,
+    SendToRetryTopic,
+    addressed_group,
+    attempt_of,
+    dead_letter_topic,
+    forward_headers,
+    header_value,
+    main_topic_of,
+)
+from rivulet.framework._store import FrameworkStore
+from rivulet.framework._wire import ConsumedRecord, OutgoingRecord
+
+__all__ = [
+    "REPLAY",
+    "REPLAY_LAST",
+    "Forwarded",
+    "Handled",
+    "KeyParkedError",
+    "Outcome",
+    "Persistence",
+    "Processor",
+    "Skipped",
+]
+
+REPLAY: Final = "rivulet_replay"
+REPLAY_LAST: Final = "rivulet_replay-last"
+
+
+class KeyParkedError(NonRetriableError):
+    """The record's key is parked behind an earlier dead-lettered record."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """The handler succeeded, or an idempotent handler had already handled the event."""
+
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Nothing to do for this group (``other-group`` or ``unhandled-type``)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """Republish ``record`` to a retry or dead-letter topic."""
+
+    record: OutgoingRecord
+    reason: str
+    dead_letter: bool
+    error: BaseException
+
+
+Outcome = Handled | Skipped | Forwarded
+
+
+@dataclass(frozen=True, slots=True)
+class Persistence:
+    """The app's database and what the framework keeps in it."""
+
+    database: Database
+    store: FrameworkStore
+    outbox: Outbox
+
+
+class Processor:
+    """Processes the records of one consumer group (pure of Kafka: records in, outcomes out)."""
+
+    def __init__(
+        self,
+        routes: GroupRoutes,
+        *,
+        encoder: EventEncoder,
+        persistence: Persistence | None,
+        clock_ms: Callable[[], int],
+        random01: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        default_timeout_s: float = 60.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        needs_db = any(
+            spec.idempotent or route.park_failed_keys
+            for route in routes.routes.values()
+            for spec, _ in route.by_type.values()
+        )
+        if needs_db and persistence is None:
+            raise ConfigurationError("idempotent handlers and key parking need a database")
+        self.routes = routes
+        self.group = routes.group
+        self._encoder = encoder
+        self._persistence = persistence
+        self._clock_ms = clock_ms
+        self._random01 = random01
+        self._sleep = sleep
+        self._default_timeout_s = default_timeout_s
+        self._log = logger or logging.getLogger("rivulet.handler")
+        self._parked: dict[str, dict[bytes | None, str | None]] = {}
+
+    def forget_parking(self) -> None:
+        """Reload parked keys on next use (after a rebalance another replica may have parked)."""
+        self._parked.clear()
+
+    async def process(self, record: ConsumedRecord, sink: Sink) -> Outcome:
+        """Handle ``record``: the outcome tells the runtime what remains to be done."""
+        addressed = addressed_group(record)
+        if addressed is not None and addressed != self.group:
+            return Skipped("other-group")
+        route = self.routes.route_for(record)
+        if route is None:
+            error = ConfigurationError(f"group {self.group!r} has no handler for this topic")
+            return self._forward(
+                record, DeadLetter(dead_letter_topic(record.topic), "no-route"), error
+            )
+        try:
+            decoded = decode(record, route, self._encoder)
+        except DecodeError as exc:
+            return await self._dead_letter(
+                record, route, DeadLetter(dead_letter_topic(route.topic), exc.reason), exc
+            )
+        if decoded is None:
+            return Skipped("unhandled-type")
+        replay = header_value(record.headers, REPLAY)
+        replay_batch = None if replay is None else replay.decode("utf-8", "replace")
+        if route.park_failed_keys:
+            parked = await self._parked_keys(route.topic)
+            if record.key in parked and (
+                replay_batch is None or parked[record.key] == replay_batch
+            ):
+                parked_error = KeyParkedError("key is parked behind an earlier dead-lettered event")
+                return self._forward(
+                    record, DeadLetter(dead_letter_topic(route.topic), "parked"), parked_error
+                )
+        return await self._handle(record, route, decoded, sink, replay_batch)
+
+    async def _handle(
+        self,
+        record: ConsumedRecord,
+        route: Route,
+        decoded: Decoded,
+        sink: Sink,
+        replay_batch: str | None,
+    ) -> Outcome:
+        spec = decoded.spec
+        delivery = attempt_of(record)
+        call = 1
+        while True:
+            try:
+                outcome = await self._call(record, decoded, sink, delivery)
+            except Exception as exc:  # noqa: BLE001 - any handler failure takes the retry path
+                decision = spec.retry.decide(
+                    route.topic,
+                    hop=delivery - 1,
+                    attempt=call,
+                    error=exc,
+                    random01=self._random01(),
+                )
+                if isinstance(decision, RetryInPlace):
+                    self._log.warning(
+                        "handler %s failed (call %d), retrying in %d ms: %r",
+                        spec.name,
+                        call,
+                        decision.delay_ms,
+                        exc,
+                        extra={"event_id": decoded.envelope.id},
+                    )
+                    await self._sleep(decision.delay_ms / 1000)
+                    call += 1
+                    continue
+                if isinstance(decision, DeadLetter):
+                    return await self._dead_letter(record, route, decision, exc, replay_batch)
+                return self._forward(record, decision, exc)
+            last = header_value(record.headers, REPLAY_LAST) is not None
+            if route.park_failed_keys and replay_batch is not None and last:
+                await self._unpark(route, record.key)
+            return outcome
+
+    async def _call(
+        self, record: ConsumedRecord, decoded: Decoded, sink: Sink, delivery: int
+    ) -> Outcome:
+        spec = decoded.spec
+        timeout = spec.timeout_s or self._default_timeout_s
+        if not spec.idempotent:
+            ctx = Context(
+                group=self.group,
+                record=record,
+                envelope=decoded.envelope,
+                encoder=self._encoder,
+                sink=sink,
+                attempt=delivery,
+                logger=self._log,
+            )
+            async with asyncio.timeout(timeout):
+                if spec.takes_context:
+                    await spec.fn(decoded.event, ctx)
+                else:
+                    await spec.fn(decoded.event)
+            return Handled()
+        persistence = self._require_persistence()
+        async with persistence.database.transaction() as sql:
+            claimed = await persistence.store.claim(
+                sql, self.group, decoded.envelope.id, self._clock_ms()
+            )
+            if not claimed:
+                return Handled(duplicate=True)
+            tx = Transaction(sql, encoder=self._encoder, outbox=persistence.outbox.write)
+            ctx = Context(
+                group=self.group,
+                record=record,
+                envelope=decoded.envelope,
+                encoder=self._encoder,
+                sink=sink,
+                transaction=tx,
+                attempt=delivery,
+                logger=self._log,
+            )
+            async with asyncio.timeout(timeout):
+                if spec.takes_context:
+                    await spec.fn(decoded.event, ctx)
+                else:
+                    await spec.fn(decoded.event)
+        if tx._wrote:
+            persistence.outbox.committed()
+        return Handled()
+
+    async def _dead_letter(
+        self,
+        record: ConsumedRecord,
+        route: Route,
+        decision: DeadLetter,
+        error: BaseException,
+        replay_batch: str | None = None,
+    ) -> Forwarded:
+        if route.park_failed_keys:
+            await self._park(route, record.key, decision.reason, replay_batch)
+        return self._forward(record, decision, error)
+
+    def _forward(
+        self, record: ConsumedRecord, decision: SendToRetryTopic | DeadLetter, error: BaseException
+    ) -> Forwarded:
+        headers = forward_headers(
+            record, error, group=self.group, decision=decision, now_ms=self._clock_ms()
+        )
+        out = OutgoingRecord(decision.topic, record.key, record.value or b"", headers)
+        if isinstance(decision, DeadLetter):
+            self._log.error(
+                "dead-lettering %s[%d]@%d to %s (%s): %r",
+                record.topic,
+                record.partition,
+                record.offset,
+                decision.topic,
+                decision.reason,
+                error,
+            )
+            return Forwarded(out, decision.reason, dead_letter=True, error=error)
+        return Forwarded(out, "retry", dead_letter=False, error=error)
+
+    def _require_persistence(self) -> Persistence:
+        if self._persistence is None:  # ruled out in __init__ for handlers that need it
+            raise ConfigurationError("this handler needs a database")
+        return self._persistence
+
+    async def _parked_keys(self, topic: str) -> dict[bytes | None, str | None]:
+        parked = self._parked.get(topic)
+        if parked is None:
+            persistence = self._require_persistence()
+            async with persistence.database.transaction() as tx:
+                parked = await persistence.store.parked_keys(tx, self.group, topic)
+            self._parked[topic] = parked
+        return parked
+
+    async def _park(
+        self, route: Route, key: bytes | None, reason: str, replay_batch: str | None
+    ) -> None:
+        persistence = self._require_persistence()
+        async with persistence.database.transaction() as tx:
+            await persistence.store.park(
+                tx,
+                self.group,
+                route.topic,
+                key,
+                reason=reason,
+                replay_batch=replay_batch,
+                now_ms=self._clock_ms(),
+            )
+        (await self._parked_keys(route.topic))[key] = replay_batch
+
+    async def _unpark(self, route: Route, key: bytes | None) -> None:
+        persistence = self._require_persistence()
+        async with persistence.database.transaction() as tx:
+            await persistence.store.unpark(tx, self.group, route.topic, key)
+        (await self._parked_keys(route.topic)).pop(key, None)
+
+
+def original_topic(record: ConsumedRecord) -> str:
+    """The topic the record was first consumed from (for metrics labels)."""
+    return main_topic_of(record)
