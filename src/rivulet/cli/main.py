@@ -23,7 +23,7 @@ from types import ModuleType
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-SUBCOMMANDS: tuple[str, ...] = ("rivulet.cli.broker",)
+SUBCOMMANDS: tuple[str, ...] = ("rivulet.cli.broker", "rivulet.cli.docs")
 """Modules implementing a subcommand, in the order ``--help`` lists them."""
 
 
