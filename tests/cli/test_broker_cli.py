@@ -65,7 +65,7 @@ def test_serves_until_sigterm(tmp_path: Path) -> None:
     )
     try:
         assert process.stderr is not None
-        seen = []
+        seen: list[str] = []
         match = None
         while match is None and len(seen) < 50:
             seen.append(process.stderr.readline())
