@@ -26,6 +26,8 @@ from pathlib import Path
 from kio.schema.errors import ErrorCode
 
 from rivulet.broker.config import BrokerConfig, StorageKind
+from rivulet.broker.coordinator.config import GroupCoordinatorConfig
+from rivulet.broker.coordinator.runtime import GroupRuntime
 from rivulet.broker.errors import BrokerError, ConfigError
 from rivulet.broker.router import EncodedResponse, Handler, RequestContext, Router
 from rivulet.broker.topics import LogFactory, TopicManager, write_atomically
@@ -96,6 +98,16 @@ class Broker:
             new_topic_id=new_id,
         )
         self._new_id = new_id
+        self.groups = GroupRuntime(
+            topics=self.topics,
+            clock=clock,
+            config=GroupCoordinatorConfig(
+                initial_rebalance_delay_ms=config.group_initial_rebalance_delay_ms
+            ),
+            new_member_id=lambda prefix: f"{prefix}-{new_id()}",
+            node_id=config.node_id,
+            fsync=config.fsync_acks_all,
+        )
         self.cluster_id = config.cluster_id or ""
         self.port = config.port
         """The port clients reach this broker on (set by the server once bound)."""
@@ -111,9 +123,11 @@ class Broker:
         elif not self.cluster_id:
             self.cluster_id = _new_cluster_id(self._new_id())
         self.topics.load()
+        self.groups.load()
 
     def start_background(self) -> None:
         """Start periodic retention and compaction (needs a running event loop)."""
+        self.groups.start()
         self._cleaner = asyncio.get_running_loop().create_task(
             self._clean_periodically(), name="rivulet-log-cleaner"
         )
@@ -126,6 +140,7 @@ class Broker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleaner
             self._cleaner = None
+        self.groups.close()
         self.topics.close()
 
     async def _clean_periodically(self) -> None:
