@@ -167,6 +167,8 @@ async def test_fetch_errors(async_broker: EmbeddedBroker) -> None:
         1, 13, fetch_body(13, "", uuid.uuid4(), 0, max_wait=LONG_POLL_MS)
     )
     assert unknown_id.responses[0].partitions[0].error_code is ErrorCode.unknown_topic_id
+    zero_id = await client.request(1, 13, fetch_body(13, "", NO_ID, 0, max_wait=LONG_POLL_MS))
+    assert zero_id.responses[0].partitions[0].error_code is ErrorCode.unknown_topic_id
     session = fetch_body(12, "errs", NO_ID, 0)
     session.update(session_id=12345, session_epoch=3)
     no_session = await client.request(1, 12, session)

@@ -232,6 +232,11 @@ class _Connection(asyncio.Protocol):
         self._slots.append(closer)
         self._flush()
 
+    def stop_reading(self) -> None:
+        """Take no new requests (shutdown): the ones in flight still get answers."""
+        self._input_closed = True
+        self._update_reading()
+
     def close(self) -> None:
         """Close now, dropping pending requests (used at shutdown after the grace period)."""
         if self._transport is not None:
@@ -301,6 +306,8 @@ class BrokerServer:
         for partition in self.broker.topics.partitions():
             partition.wake()  # long-polling fetches answer now
         connections = list(self.connections)
+        for connection in connections:
+            connection.stop_reading()
         if connections:
             waits = [asyncio.ensure_future(c.drained.wait()) for c in connections]
             _done, pending = await asyncio.wait(waits, timeout=_SHUTDOWN_GRACE_S)

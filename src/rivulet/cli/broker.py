@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--in-memory", action="store_true", help="keep everything in memory (lost on exit)"
     )
     parser.add_argument(
+        "--fetch-transfer",
+        choices=["sendfile", "read"],
+        default="sendfile",
+        help="how log files reach the socket in fetch responses (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -72,7 +78,13 @@ def run(args: argparse.Namespace) -> int:
     import logging  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
-    from rivulet.broker import Broker, BrokerConfig, BrokerServer, StorageKind  # noqa: PLC0415
+    from rivulet.broker import (  # noqa: PLC0415
+        Broker,
+        BrokerConfig,
+        BrokerServer,
+        FetchTransfer,
+        StorageKind,
+    )
     from rivulet.broker.errors import BrokerError  # noqa: PLC0415
 
     logging.basicConfig(
@@ -90,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             auto_create_topics=not args.no_auto_create,
             fsync_acks_all=args.fsync,
             storage=StorageKind.MEMORY if args.in_memory else StorageKind.DURABLE,
+            fetch_transfer=FetchTransfer(args.fetch_transfer),
         )
     except BrokerError as exc:
         print(f"rivulet broker: {exc}", file=sys.stderr)

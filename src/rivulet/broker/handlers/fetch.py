@@ -22,6 +22,7 @@ around the log's own chunks, so record data is not copied here.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = ["HANDLER"]
 _TOPIC_IDS_FROM = 13
 _READ_COMMITTED = 1
 _NO_SESSION = 0
+_NO_TOPIC_ID = uuid.UUID(int=0)
 
 
 class _Plan:
@@ -50,18 +52,19 @@ class _Plan:
         by_id = ctx.api_version >= _TOPIC_IDS_FROM
         self.max_bytes: int = request.max_bytes
         self.read_committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
-        self.topics: list[tuple[str, Any, Topic | None, ErrorCode, list[Any]]] = []
+        self.topics: list[tuple[str, uuid.UUID, Topic | None, ErrorCode, list[Any]]] = []
         for wanted in request.topics:
             if by_id:
-                topic = topics_registry.get_by_id(wanted.topic_id)
+                # kio reads the all-zero id (no topic) as None.
+                topic_id = wanted.topic_id or _NO_TOPIC_ID
+                topic = topics_registry.get_by_id(topic_id)
                 missing = ErrorCode.unknown_topic_id
                 name = topic.name if topic is not None else ""
-                topic_id = wanted.topic_id
             else:
                 name = wanted.topic
                 topic = topics_registry.get(name)
                 missing = ErrorCode.unknown_topic_or_partition
-                topic_id = topic.topic_id if topic is not None else None
+                topic_id = topic.topic_id if topic is not None else _NO_TOPIC_ID
             self.topics.append((name, topic_id, topic, missing, list(wanted.partitions)))
 
     def read(self) -> tuple[list[FetchTopic[ReadChunk]], int, bool, list[Partition]]:
