@@ -23,7 +23,11 @@ from types import ModuleType
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-SUBCOMMANDS: tuple[str, ...] = ("rivulet.cli.broker", "rivulet.cli.docs")
+SUBCOMMANDS: tuple[str, ...] = (
+    "rivulet.cli.broker",
+    "rivulet.cli.demo",
+    "rivulet.cli.docs",
+)
 """Modules implementing a subcommand, in the order ``--help`` lists them."""
 
 
