@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # where the type stubs declare it
 
@@ -26,6 +26,7 @@ __all__ = [
     "Record",
     "broker_serves",
     "create_topic",
+    "produce_values",
     "read_topic",
     "unique_topic",
 ]
@@ -74,6 +75,14 @@ def create_topic(
         request_timeout=10,
     )
     futures[name].result(timeout=15)
+
+
+def produce_values(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    """Write ``values`` (keyless, acks=all) with confluent-kafka, for tests about reading."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 1})
+    for value in values:
+        producer.produce(topic, value=value)
+    assert producer.flush(15) == 0, "some records were never delivered"
 
 
 def _headers(raw: object) -> tuple[tuple[str, bytes], ...]:

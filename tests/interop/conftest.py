@@ -17,7 +17,11 @@ from rivulet.broker import EmbeddedBroker, ThreadedBroker
 @pytest.fixture(scope="package")
 def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedBroker]:
     """A durable broker on a free port, shared by every interop test."""
-    handle = EmbeddedBroker.start_in_thread(tmp_path_factory.mktemp("interop-broker"))
+    handle = EmbeddedBroker.start_in_thread(
+        tmp_path_factory.mktemp("interop-broker"),
+        # A group's first member need not wait for others (Kafka's test setting too).
+        group_initial_rebalance_delay_ms=0,
+    )
     yield handle
     handle.stop()
 

@@ -7,7 +7,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from interop._support import Record, create_topic, read_topic, unique_topic
+from interop._support import Record, create_topic, produce_values, read_topic, unique_topic
 
 pytestmark = pytest.mark.interop
 
@@ -138,3 +138,39 @@ async def test_admin_creates_lists_and_deletes_topics(bootstrap: str) -> None:
         assert topic not in await admin.list_topics()
     finally:
         await admin.close()
+
+
+async def consume_in_group(bootstrap: str, topic: str, group: str, count: int) -> list[bytes]:
+    """Join ``group``, read ``count`` records, commit them, leave."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        for _ in range(100):
+            if len(values) >= count:
+                break
+            batches = await consumer.getmany(timeout_ms=200, max_records=count - len(values))
+            values.extend(m.value for messages in batches.values() for m in messages)
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+    return values
+
+
+async def test_group_member_commits_and_its_successor_resumes_after(bootstrap: str) -> None:
+    topic = unique_topic("aio-group")
+    create_topic(bootstrap, topic, partitions=2)
+    first, second = [b"a%d" % i for i in range(10)], [b"b%d" % i for i in range(6)]
+
+    produce_values(bootstrap, topic, first)
+    assert sorted(await consume_in_group(bootstrap, topic, topic, len(first))) == sorted(first)
+    produce_values(bootstrap, topic, second)
+
+    assert sorted(await consume_in_group(bootstrap, topic, topic, len(second))) == sorted(second)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from interop._support import Record, create_topic, read_topic, unique_topic
+from interop._support import Record, create_topic, produce_values, read_topic, unique_topic
 
 pytestmark = pytest.mark.interop
 
@@ -170,3 +170,40 @@ def test_offsets_for_times_and_watermarks(bootstrap: str) -> None:
         consumer.close()
     assert (low, high) == (0, 6)
     assert [tps[0].offset for tps in found] == [3, 0, -1]
+
+
+def consume_in_group(bootstrap: str, topic: str, group: str, count: int) -> list[bytes]:
+    """Join ``group``, read ``count`` records, commit them, leave."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 50,
+        }
+    )
+    values: list[bytes] = []
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while len(values) < count and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=count - len(values), timeout=0.2):
+                assert message.error() is None, message.error()
+                values.append(message.value() or b"")
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    return values
+
+
+def test_group_member_commits_and_its_successor_resumes_after(bootstrap: str) -> None:
+    topic = unique_topic("ck-group")
+    create_topic(bootstrap, topic, partitions=2)
+    first, second = [b"a%d" % i for i in range(10)], [b"b%d" % i for i in range(6)]
+
+    produce_values(bootstrap, topic, first)
+    assert sorted(consume_in_group(bootstrap, topic, topic, len(first))) == sorted(first)
+    produce_values(bootstrap, topic, second)
+
+    assert sorted(consume_in_group(bootstrap, topic, topic, len(second))) == sorted(second)

@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from interop._support import INIT_PRODUCER_ID, Record, broker_serves, read_topic, unique_topic
+from interop._support import (
+    INIT_PRODUCER_ID,
+    Record,
+    broker_serves,
+    produce_values,
+    read_topic,
+    unique_topic,
+)
 
 # kafka-python 3 loads its protocol schemas with importlib.resources.open_text,
 # deprecated in Python 3.11; the warning names importlib, not kafka, so the
@@ -189,3 +196,36 @@ def test_admin_creates_describes_configs_and_deletes_topics(bootstrap: str) -> N
         assert name not in admin.list_topics()
     finally:
         admin.close()
+
+
+def consume_in_group(bootstrap: str, topic: str, group: str, count: int) -> list[bytes]:
+    """Join ``group``, read ``count`` records, commit them, leave."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+    )
+    values: list[bytes] = []
+    try:
+        for _ in range(100):
+            if len(values) >= count:
+                break
+            batches = consumer.poll(timeout_ms=200, max_records=count - len(values))
+            values.extend(m.value for messages in batches.values() for m in messages)
+        consumer.commit()
+    finally:
+        consumer.close()
+    return values
+
+
+def test_group_member_commits_and_its_successor_resumes_after(bootstrap: str, topic: str) -> None:
+    first, second = [b"a%d" % i for i in range(10)], [b"b%d" % i for i in range(6)]
+
+    produce_values(bootstrap, topic, first)
+    assert sorted(consume_in_group(bootstrap, topic, topic, len(first))) == sorted(first)
+    produce_values(bootstrap, topic, second)
+
+    assert sorted(consume_in_group(bootstrap, topic, topic, len(second))) == sorted(second)

@@ -90,3 +90,15 @@ def test_metadata_lists_the_broker_and_topics(bootstrap: str) -> None:
     assert described["topic"] == topic
     assert [p["partition"] for p in described["partitions"]] == [0, 1]
     assert all(p["leader"] == broker["id"] for p in described["partitions"])
+
+
+def test_balanced_consumer_commits_and_the_next_run_resumes_after(bootstrap: str) -> None:
+    topic = unique_topic("kcat-group")
+    create_topic(bootstrap, topic, partitions=2)
+    group = ["-X", "auto.offset.reset=earliest", "-G", topic, "-e", "-q", "-f", r"%s\n", topic]
+
+    kcat(bootstrap, "-P", "-t", topic, stdin=b"a\nb\nc\n")
+    assert sorted(kcat(bootstrap, *group).split()) == ["a", "b", "c"]
+    kcat(bootstrap, "-P", "-t", topic, stdin=b"d\ne\n")
+
+    assert sorted(kcat(bootstrap, *group).split()) == ["d", "e"]  # committed on exit
