@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import json
+import os
 import platform
 import shlex
 import shutil
@@ -177,7 +178,10 @@ class Bench:
         """A file of ``w.records`` newline-separated values for kcat to produce (made once)."""
         path = self.workdir / f"records-{w.records}x{w.size}.txt"
         if not path.exists():
-            path.write_bytes((payload(w.size) + b"\n") * w.records)
+            with path.open("wb") as out:
+                out.write((payload(w.size) + b"\n") * w.records)
+                out.flush()
+                os.fsync(out.fileno())
         return path
 
     def measure(
@@ -251,9 +255,13 @@ class Bench:
             if not (client == "kcat" and name == "redis")
         ]
         workloads = self.opts.workloads()
+        first = workloads[0]
+        small = Workload(max(1, first.records // 10), first.size, first.acks)
+        if "kcat" in self.opts.clients:
+            # Written up front so their write-back does not land in a measurement.
+            for w in [small, *workloads]:
+                self.record_file(w)
         if self.opts.warmup:
-            first = workloads[0]
-            small = Workload(max(1, first.records // 10), first.size, first.acks)
             _say(f"warm-up (untimed): {small.label} per client and system")
             for client, name in pairs:
                 self.measure(0, client, name, small)
