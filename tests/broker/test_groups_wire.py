@@ -586,3 +586,23 @@ async def test_groups_and_offsets_survive_a_restart(tmp_path: Path) -> None:
     finally:
         await client.close()
         await again.stop()
+
+
+async def test_stopping_the_broker_answers_parked_joins(tmp_path: Path) -> None:
+    broker = await start(tmp_path / "broker")
+    first = await WireClient.connect(broker.bootstrap_servers)
+    second = await WireClient.connect(broker.bootstrap_servers)
+    try:
+        await first.request(JOIN, 3, join_body("parked"))
+        correlation = await second.send(JOIN, 3, join_body("parked"))  # waits for `first`
+        while not broker.broker.groups.coordinator.pending_tokens():
+            await asyncio.sleep(0.01)  # until the broker has read and parked it
+        stopping = asyncio.create_task(broker.stop())
+        got, answer = await asyncio.wait_for(second.receive(JOIN, 3), 10)
+        assert got == correlation
+        # As Kafka answers when a coordinator unloads: look for the coordinator again.
+        assert answer.error_code is E.not_coordinator
+        await stopping
+    finally:
+        await first.close()
+        await second.close()

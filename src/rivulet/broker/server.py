@@ -305,6 +305,7 @@ class BrokerServer:
         self.broker.closing = True
         for partition in self.broker.topics.partitions():
             partition.wake()  # long-polling fetches answer now
+        self.broker.groups.shutdown()  # so do parked JoinGroup/SyncGroup requests
         connections = list(self.connections)
         for connection in connections:
             connection.stop_reading()

@@ -67,6 +67,7 @@ _OFFSETS_TOPIC_CONFIGS = {
 }
 _READ_CHUNK = 1024 * 1024
 _PERSIST_FAILED = ErrorCode.not_coordinator
+_UNLOADED = ErrorCode.not_coordinator
 
 T = TypeVar("T")
 
@@ -97,6 +98,7 @@ class GroupRuntime:
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -116,21 +118,35 @@ class GroupRuntime:
         self._loop = asyncio.get_running_loop()
         self._arm()
 
+    def shutdown(self) -> None:
+        """The broker is stopping: answer every parked request, park no new ones.
+
+        Parked JoinGroup/SyncGroup requests get NOT_COORDINATOR, as Kafka answers
+        when a coordinator unloads its groups, so clients look for the coordinator
+        again (and find the restarted broker) instead of holding up the shutdown.
+        """
+        self._stopping = True
+        for join in self._joins.values():
+            if not join.done():
+                join.set_result(JoinResponse(error=_UNLOADED))
+        for sync in self._syncs.values():
+            if not sync.done():
+                sync.set_result(SyncResponse(error=_UNLOADED))
+
     def close(self) -> None:
-        """Stop the timers and release every parked request's waiter."""
+        """Stop the timers and answer whatever is still parked."""
+        self.shutdown()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for join in self._joins.values():
-            join.cancel()
-        for sync in self._syncs.values():
-            sync.cancel()
         self._loop = None
 
     # --- the group APIs ------------------------------------------------------------------
 
     async def join_group(self, request: JoinRequest) -> JoinResponse:
         """JoinGroup: returns when the member's join phase completes."""
+        if self._stopping:
+            return JoinResponse(error=_UNLOADED)
         token = next(self._tokens)
         waiter = self._joins[token] = self._new_future()
         try:
@@ -141,6 +157,8 @@ class GroupRuntime:
 
     async def sync_group(self, request: SyncRequest) -> SyncResponse:
         """SyncGroup: returns once the leader's assignment is in."""
+        if self._stopping:
+            return SyncResponse(error=_UNLOADED)
         token = next(self._tokens)
         waiter = self._syncs[token] = self._new_future()
         try:
