@@ -595,8 +595,10 @@ async def test_stopping_the_broker_answers_parked_joins(tmp_path: Path) -> None:
     try:
         await first.request(JOIN, 3, join_body("parked"))
         correlation = await second.send(JOIN, 3, join_body("parked"))  # waits for `first`
-        while not broker.broker.groups.coordinator.pending_tokens():
-            await asyncio.sleep(0.01)  # until the broker has read and parked it
+        for _ in range(1_000):  # until the broker has read and parked it
+            if broker.broker.groups.coordinator.pending_tokens():
+                break
+            await asyncio.sleep(0.01)
         stopping = asyncio.create_task(broker.stop())
         got, answer = await asyncio.wait_for(second.receive(JOIN, 3), 10)
         assert got == correlation
