@@ -132,6 +132,13 @@ class Broker:
             self._clean_periodically(), name="rivulet-log-cleaner"
         )
 
+    def begin_shutdown(self) -> None:
+        """Answer every parked request now (fetches, joins), before connections close."""
+        self.closing = True
+        for partition in self.topics.partitions():
+            partition.wake()
+        self.groups.shutdown()
+
     async def close(self) -> None:
         """Stop background work, wake waiting fetches and close every log."""
         self.closing = True

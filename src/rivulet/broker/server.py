@@ -302,10 +302,7 @@ class BrokerServer:
         """Stop accepting, let in-flight requests finish briefly, close everything."""
         if self._server is not None:
             self._server.close()
-        self.broker.closing = True
-        for partition in self.broker.topics.partitions():
-            partition.wake()  # long-polling fetches answer now
-        self.broker.groups.shutdown()  # so do parked JoinGroup/SyncGroup requests
+        self.broker.begin_shutdown()
         connections = list(self.connections)
         for connection in connections:
             connection.stop_reading()
