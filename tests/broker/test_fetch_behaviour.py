@@ -138,6 +138,8 @@ async def test_first_batch_returned_even_when_over_limits(async_broker: Embedded
     # Only the first batch of the first partition with data breaks the limits.
     assert len(values_in(first.records)) == 1
     assert second.records == b""
+    negative = await client.request(1, 12, request(partition_max_bytes=-5, max_bytes=-5))
+    assert len(values_in(negative.responses[0].partitions[0].records)) == 1
     per_partition = await client.request(1, 12, request(partition_max_bytes=10, max_bytes=1 << 20))
     first, second = per_partition.responses[0].partitions
     assert len(values_in(first.records)) == 1

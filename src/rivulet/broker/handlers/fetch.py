@@ -50,7 +50,7 @@ class _Plan:
     def __init__(self, ctx: RequestContext, request: Any) -> None:
         topics_registry = self.registry = ctx.broker.topics
         by_id = ctx.api_version >= _TOPIC_IDS_FROM
-        self.max_bytes: int = request.max_bytes
+        self.max_bytes: int = max(0, request.max_bytes)
         self.read_committed = getattr(request, "isolation_level", 0) == _READ_COMMITTED
         self.topics: list[tuple[str, uuid.UUID, Topic | None, ErrorCode, list[Any]]] = []
         for wanted in request.topics:
@@ -93,7 +93,7 @@ class _Plan:
                 try:
                     result = plog.read(
                         wanted.fetch_offset,
-                        min(wanted.partition_max_bytes, remaining),
+                        max(0, min(wanted.partition_max_bytes, remaining)),
                         min_one=min_one,
                     )
                 except OffsetOutOfRangeError:
