@@ -24,6 +24,7 @@ from rivulet.storage.base import (
     TimestampType,
 )
 from rivulet.storage.errors import OffsetOutOfRangeError
+from rivulet.storage.producer_state import ProducerStateManager
 from rivulet.storage.segmented import compaction
 from rivulet.storage.segmented.appending import place_batches
 from rivulet.storage.segmented.retention import expired_count, should_roll
@@ -84,6 +85,7 @@ class MemoryLog:
         self._segments = [_Segment(start_offset)]
         self._start_offset = start_offset
         self._end_offset = start_offset
+        self._producers = ProducerStateManager()
 
     # -- state ---------------------------------------------------------------
 
@@ -108,6 +110,11 @@ class MemoryLog:
         """How many segments the log holds (the active one included)."""
         return len(self._segments)
 
+    @property
+    def producers(self) -> ProducerStateManager:
+        """The idempotent producers' state (read it; the log keeps it up to date)."""
+        return self._producers
+
     def reconfigure(self, config: LogConfig) -> None:
         self._config = config
 
@@ -115,6 +122,10 @@ class MemoryLog:
 
     def append(self, batches: bytearray, *, now_ms: int) -> AppendResult:
         log_append_time = self._config.timestamp_type is TimestampType.LOG_APPEND_TIME
+        # Idempotence: a producer's retry is answered with the original offsets.
+        pending = self._producers.check(batches, now_ms=now_ms)
+        if pending.duplicate is not None:
+            return pending.duplicate.result(self._start_offset, log_append_time=log_append_time)
         placed = place_batches(
             batches, self._end_offset, log_append_time_ms=now_ms if log_append_time else None
         )
@@ -136,6 +147,7 @@ class MemoryLog:
         stored = bytes(batches)
         for info in placed:
             active.add(_Batch(stored, *info))
+        self._producers.record(pending, placed)
         first_offset = self._end_offset
         self._end_offset = next_offset
         return AppendResult(
@@ -227,6 +239,10 @@ class MemoryLog:
         active = self._segments[-1]
         active.replace([b for b in active.batches if b.base_offset < cut])
         self._end_offset = max(cut, self._start_offset)
+        self._producers.clear()
+        for segment in self._segments:
+            for batch in segment.batches:
+                self._producers.replay(read_header(batch.buf, batch.pos))
 
     def enforce_retention(self, *, now_ms: int) -> int:
         count = expired_count(self._segments, self._config, now_ms=now_ms)
@@ -282,3 +298,4 @@ class MemoryLog:
 
     def close(self) -> None:
         self._segments = [_Segment(self._end_offset)]
+        self._producers.clear()

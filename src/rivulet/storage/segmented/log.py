@@ -10,6 +10,9 @@ Layout of one partition's directory (as Kafka's, plus two small files)::
     00000000000000052113.timeindex
     log-start-offset                 DeleteRecords' start offset (see checkpoint)
     clean-shutdown                   present only while the log is closed cleanly
+    00000000000000052113.snapshot    producer state at that offset, for idempotence
+                                     (see producer_snapshots; only while some
+                                     idempotent producer is known)
 
 An append patches base offsets (and LogAppendTime) in the caller's buffer, rolls
 the active segment if due, and writes the buffer with one ``write``; index entries
@@ -46,8 +49,10 @@ from rivulet.storage.base import (
     TimestampType,
 )
 from rivulet.storage.errors import OffsetOutOfRangeError
+from rivulet.storage.producer_state import ProducerStateManager
 from rivulet.storage.segmented import checkpoint, compaction, recovery
 from rivulet.storage.segmented.appending import BatchInfo, place_batches
+from rivulet.storage.segmented.producer_snapshots import ProducerSnapshots
 from rivulet.storage.segmented.retention import expired_count, should_roll
 from rivulet.storage.segmented.segment import Segment
 
@@ -92,6 +97,10 @@ class SegmentedLog:
         )
         # Segments a DeleteRecords interrupted by a crash did not get to delete.
         self._remove_leading(self._wholly_below(self._start_offset))
+        # Idempotent producers: the newest snapshot plus the batches after it.
+        self._producers = ProducerStateManager()
+        self._snapshots = ProducerSnapshots(directory)
+        self._restore_producers(from_active_segment=True)
         if clean:
             os.unlink(marker)
         checkpoint.fsync_directory(directory)
@@ -153,6 +162,21 @@ class SegmentedLog:
         """How many segments the log holds (the active one included)."""
         return len(self._segments)
 
+    @property
+    def producers(self) -> ProducerStateManager:
+        """The idempotent producers' state (read it; the log keeps it up to date)."""
+        return self._producers
+
+    def _restore_producers(self, *, from_active_segment: bool) -> None:
+        """Rebuild the producer state from the snapshots and the log's batch headers."""
+        self._snapshots.restore(
+            self._producers,
+            end_offset=self.end_offset,
+            active_base_offset=self._bases[-1] if from_active_segment else self._bases[0],
+            first_base_offset=self._bases[0],
+            headers_from=lambda offset: (h for _, _, h in self._headers_from(offset)),
+        )
+
     def reconfigure(self, config: LogConfig) -> None:
         self._config = config
         for segment in self._segments:
@@ -162,6 +186,10 @@ class SegmentedLog:
 
     def append(self, batches: bytearray, *, now_ms: int) -> AppendResult:
         log_append_time = self._config.timestamp_type is TimestampType.LOG_APPEND_TIME
+        # Idempotence: a producer's retry is answered with the original offsets.
+        pending = self._producers.check(batches, now_ms=now_ms)
+        if pending.duplicate is not None:
+            return pending.duplicate.result(self._start_offset, log_append_time=log_append_time)
         first_offset = self.end_offset
         placed = place_batches(
             batches, first_offset, log_append_time_ms=now_ms if log_append_time else None
@@ -184,6 +212,7 @@ class SegmentedLog:
             active = self._roll()
             active.rolled_at_ms = now_ms
         active.append(batches, placed)
+        self._producers.record(pending, placed)
         return AppendResult(
             base_offset=first_offset,
             last_offset=next_offset - 1,
@@ -195,6 +224,8 @@ class SegmentedLog:
         """Seal the active segment and start a new one at the log end offset."""
         old = self._segments[-1]
         old.seal()
+        # Before the new segment exists: reopening relies on this snapshot for it.
+        self._snapshots.save(old.next_offset, self._producers)
         segment = self._open_segment(old.next_offset)
         segment.next_offset = old.next_offset
         self._segments.append(segment)
@@ -355,6 +386,8 @@ class SegmentedLog:
             self._segments.append(segment)
             self._bases.append(new_end)
         checkpoint.fsync_directory(self._directory)
+        self._restore_producers(from_active_segment=False)
+        self._snapshots.save(self.end_offset, self._producers)
 
     def enforce_retention(self, *, now_ms: int) -> int:
         self._close_parked()
@@ -442,6 +475,7 @@ class SegmentedLog:
             return
         self._closed = True
         self._segments[-1].seal()
+        self._snapshots.save(self.end_offset, self._producers)
         for segment in self._segments:
             segment.flush(indexes=True)
             segment.close()
