@@ -29,6 +29,7 @@ from rivulet.broker.config import BrokerConfig, StorageKind
 from rivulet.broker.coordinator.config import GroupCoordinatorConfig
 from rivulet.broker.coordinator.runtime import GroupRuntime
 from rivulet.broker.errors import BrokerError, ConfigError
+from rivulet.broker.producer_ids import ProducerIdAllocator
 from rivulet.broker.router import EncodedResponse, Handler, RequestContext, Router
 from rivulet.broker.topics import LogFactory, TopicManager, write_atomically
 from rivulet.protocol.errors import MalformedRequestError
@@ -108,6 +109,8 @@ class Broker:
             node_id=config.node_id,
             fsync=config.fsync_acks_all,
         )
+        self.producer_ids = ProducerIdAllocator(config.data_dir if durable else None)
+        """Hands out idempotent producers' ids (InitProducerId)."""
         self.cluster_id = config.cluster_id or ""
         self.port = config.port
         """The port clients reach this broker on (set by the server once bound)."""

@@ -56,6 +56,7 @@ from rivulet.broker.handlers import (
     find_coordinator,
     heartbeat,
     incremental_alter_configs,
+    init_producer_id,
     join_group,
     leave_group,
     list_groups,
@@ -97,5 +98,6 @@ HANDLERS: tuple[Handler, ...] = (
     list_groups.HANDLER,
     delete_groups.HANDLER,
     offset_delete.HANDLER,
+    init_producer_id.HANDLER,
 )
 """Every API the broker serves, in API key order where it matters to nobody."""

@@ -9,6 +9,11 @@ never parsed here: only batch headers are read.
 
 acks=0 gets no response. acks=-1 is acknowledged once appended (this broker is
 the only replica), after an fsync when the broker runs with ``fsync_acks_all``.
+
+Batches of idempotent producers are checked by the log
+(:mod:`rivulet.storage.producer_state`): a retried batch is answered with its
+original offsets and not stored again; a broken sequence or a stale epoch is
+refused with the error code in :data:`_PRODUCER_ERRORS`.
 """
 
 from __future__ import annotations
@@ -25,10 +30,22 @@ from rivulet.broker.topics import Partition
 from rivulet.protocol.batch import iter_batches, verify_crc
 from rivulet.protocol.errors import InvalidBatchError
 from rivulet.storage.errors import StorageError
+from rivulet.storage.producer_state import (
+    InvalidProducerEpochError,
+    InvalidSequenceError,
+    OutOfOrderSequenceError,
+    ProducerStateError,
+)
 
 __all__ = ["HANDLER"]
 
 log = logging.getLogger(__name__)
+
+_PRODUCER_ERRORS: dict[type[ProducerStateError], ErrorCode] = {
+    OutOfOrderSequenceError: ErrorCode.out_of_order_sequence_number,
+    InvalidProducerEpochError: ErrorCode.invalid_producer_epoch,
+    InvalidSequenceError: ErrorCode.invalid_record,
+}
 
 
 def _failed(index: int, code: ErrorCode, message: str | None = None) -> dict[str, Any]:
@@ -65,6 +82,8 @@ def _append(partition: Partition, records: bytes | None, now_ms: int) -> dict[st
         view.release()
     try:
         result = partition.append(bytearray(records), now_ms=now_ms)
+    except ProducerStateError as exc:
+        return _failed(index, _PRODUCER_ERRORS[type(exc)], str(exc))
     except (StorageError, OSError) as exc:
         log.exception("append to %r failed", partition)
         return _failed(index, ErrorCode.kafka_storage_error, f"append failed: {exc}")
