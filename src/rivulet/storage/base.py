@@ -148,6 +148,12 @@ class PartitionLog(Protocol):
         caller may reuse the buffer once this returns. Raises
         :class:`~rivulet.storage.errors.StorageError` when the data cannot be
         written (the log is then left as it was).
+
+        Batches of idempotent producers follow :mod:`rivulet.storage.producer_state`:
+        a repeat of a recently appended batch stores nothing and returns the
+        original batch's offsets; a batch breaking its producer's sequence or
+        epoch raises a :class:`~rivulet.storage.producer_state.ProducerStateError`
+        and nothing is appended.
         """
         ...
 
