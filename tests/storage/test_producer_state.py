@@ -214,6 +214,11 @@ def test_batches_of_one_append_must_follow_each_other() -> None:
     entry = p.state.get(PID)
     assert entry is not None
     assert [b.first_offset for b in entry.batches] == [0, 1, 2]
+    # An idempotent batch behind a plain one is seen too.
+    assert p.append(plain(b"y") + produced(4)) == 5
+    assert entry.last_seq == 4
+    with pytest.raises(OutOfOrderSequenceError):
+        p.append(plain(b"z") + produced(9))
 
 
 def test_producers_are_independent() -> None:

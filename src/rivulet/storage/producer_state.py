@@ -56,12 +56,13 @@ BatchMetadata(first_seq=0, last_seq=0, first_offset=40, last_offset=40, timestam
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rivulet.protocol.batch import BatchHeader, iter_batches
+from rivulet.protocol.batch import HEADER_SIZE, LOG_OVERHEAD, BatchHeader, iter_batches
 from rivulet.storage.base import DAY_MS, AppendResult
 from rivulet.storage.errors import StorageError
 
@@ -98,6 +99,8 @@ DEFAULT_EXPIRATION_CHECK_INTERVAL_MS = 10 * 60 * 1000
 NO_EPOCH = -1
 NO_SEQUENCE = -1
 _SEQUENCE_LIMIT = 1 << 31
+_BATCH_LENGTH = struct.Struct(">i")  # at byte 8 of a batch
+_PRODUCER_ID = struct.Struct(">q")  # at byte 43
 
 
 class ProducerStateError(StorageError):
@@ -241,6 +244,8 @@ class ProducerStateManager:
         :class:`~rivulet.protocol.errors.InvalidBatchError` for a malformed buffer.
         """
         self._maybe_expire(now_ms)
+        if not _has_producer_id(batches):
+            return _NOTHING
         planned: list[_Planned] = []
         # Producers met earlier in this append: (epoch, last sequence) after those batches.
         running: dict[int, tuple[int, int]] = {}
@@ -339,6 +344,26 @@ class ProducerStateManager:
     def clear(self) -> None:
         """Forget every producer (before rebuilding the state from the log)."""
         self.load(())
+
+
+def _has_producer_id(batches: bytes | bytearray | memoryview) -> bool:
+    """Whether any batch may carry a producer id: a cheap look before decoding headers.
+
+    Most appends have none, so this reads two fields per batch instead of the
+    whole header. A buffer it cannot walk answers True, for the full decoding
+    to judge.
+    """
+    position, end = 0, len(batches)
+    while position < end:
+        if end - position < HEADER_SIZE:
+            return True
+        if _PRODUCER_ID.unpack_from(batches, position + 43)[0] >= 0:
+            return True
+        length = _BATCH_LENGTH.unpack_from(batches, position + 8)[0]
+        if length < HEADER_SIZE - LOG_OVERHEAD:
+            return True
+        position += length + LOG_OVERHEAD
+    return False
 
 
 def _check_against(producer_id: int, known: tuple[int, int], header: BatchHeader) -> None:
