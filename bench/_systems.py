@@ -171,7 +171,12 @@ def rivulet_broker(
     ]
     with run_server("rivulet broker", argv, workdir / "rivulet.log") as server:
         wait_until("rivulet broker to listen", lambda: server.port_open(port), _START_TIMEOUT_S)
-        yield KafkaProtocolSystem("rivulet", f"127.0.0.1:{port}", kcat, server)
+        system = KafkaProtocolSystem("rivulet", f"127.0.0.1:{port}", kcat, server)
+        try:
+            yield system
+        finally:
+            # Drop the admin client before the broker goes, or it logs failed reconnects.
+            system.admin = None
 
 
 def _read_properties(path: Path) -> dict[str, str]:
