@@ -93,6 +93,7 @@ def test_round_trip_through_a_kafka_record(
     assert decoded.correlation_id == envelope.correlation_id
     assert decoded.causation_id == envelope.causation_id
     assert decoded.traceparent == envelope.traceparent
+    assert record.value is not None
     again = serializer.decode(record.value, OrderPlaced, topic="orders")
     assert again == event
     assert math.isclose(again.score, event.score) or again.score == event.score

@@ -27,6 +27,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "rivulet.cli.broker",
     "rivulet.cli.demo",
     "rivulet.cli.docs",
+    "rivulet.cli.run",
 )
 """Modules implementing a subcommand, in the order ``--help`` lists them."""
 

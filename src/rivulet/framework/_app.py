@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rivulet.framework._config import Settings
+from rivulet.framework._consumer import PartitionHook
+from rivulet.framework._context import Transaction
 from rivulet.framework._errors import ConfigurationError
 from rivulet.framework._events import Event
 from rivulet.framework._handlers import (
@@ -17,7 +23,9 @@ from rivulet.framework._handlers import (
     event_models_of,
     normalize_publishes,
 )
+from rivulet.framework._logging import configure_logging
 from rivulet.framework._retry import RetryPolicy
+from rivulet.framework._runtime import Runtime
 from rivulet.framework._stream import Stream, StreamRoot
 from rivulet.framework._topology import Topology, topology_of
 from rivulet.framework._wire import JsonSerializer, Serializer
@@ -28,6 +36,7 @@ H = TypeVar("H", bound=HandlerFn)
 E = TypeVar("E", bound=Event)
 Hook = Callable[[], Awaitable[None]]
 HookT = TypeVar("HookT", bound=Hook)
+PartitionHookT = TypeVar("PartitionHookT", bound=PartitionHook)
 
 # Kafka's own rule for topic names (and Kafka group ids are used as metric labels).
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -98,6 +107,8 @@ class App:
         self._topics: dict[str, TopicSpec] = {}
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
+        self._partition_hooks: dict[str, list[PartitionHook]] = {}
+        self._runtime: Runtime | None = None
 
     # ------------------------------------------------------------------ declarations
 
@@ -251,6 +262,29 @@ class App:
         self._shutdown.append(fn)
         return fn
 
+    def on_partitions_assigned(self, fn: PartitionHookT) -> PartitionHookT:
+        """Run ``await fn(group, [(topic, partition), ...])`` after partitions are assigned."""
+        self._partition_hooks.setdefault("assigned", []).append(fn)
+        return fn
+
+    def on_partitions_revoked(self, fn: PartitionHookT) -> PartitionHookT:
+        """Run ``fn(group, partitions)`` after revoked partitions' in-flight work finished.
+
+        Their offsets are committed once the hooks return.
+        """
+        self._partition_hooks.setdefault("revoked", []).append(fn)
+        return fn
+
+    def on_partitions_lost(self, fn: PartitionHookT) -> PartitionHookT:
+        """Run ``fn(group, partitions)`` when partitions were lost (another member may own them)."""
+        self._partition_hooks.setdefault("lost", []).append(fn)
+        return fn
+
+    @property
+    def partition_hooks(self) -> dict[str, Sequence[PartitionHook]]:
+        """Rebalance hooks by event (``assigned``, ``revoked``, ``lost``)."""
+        return {event: tuple(hooks) for event, hooks in self._partition_hooks.items()}
+
     @property
     def startup_hooks(self) -> tuple[Hook, ...]:
         """Hooks registered with :meth:`on_startup`."""
@@ -260,6 +294,77 @@ class App:
     def shutdown_hooks(self) -> tuple[Hook, ...]:
         """Hooks registered with :meth:`on_shutdown`."""
         return tuple(self._shutdown)
+
+    # ------------------------------------------------------------------ running
+
+    @asynccontextmanager
+    async def running(self, settings: Settings | None = None) -> AsyncIterator[Runtime]:
+        """Run the app inside the block (in the caller's event loop), then stop it gracefully.
+
+        Settings default to the app's own, else :meth:`Settings.load` (environment). The
+        way to run an app inside a web server's lifespan, or in tests::
+
+            async with app.running() as runtime:
+                await runtime.publish("orders", OrderPlaced(order_id="o-1"), key="o-1")
+        """
+        if self._runtime is not None:
+            raise ConfigurationError(f"app {self.name!r} is already running")
+        runtime = Runtime(self, settings or self.settings or Settings.load())
+        self._runtime = runtime
+        try:
+            await runtime.start()
+            try:
+                yield runtime
+            finally:
+                await runtime.stop()
+        finally:
+            self._runtime = None
+
+    async def serve(self, settings: Settings | None = None) -> None:
+        """Run until cancelled (then stop gracefully), or until a consumer fails (then raise)."""
+        async with self.running(settings) as runtime:
+            await runtime.wait_failed()
+
+    def run(self, settings: Settings | None = None) -> None:
+        """Run in a new event loop until SIGTERM or SIGINT, then stop gracefully.
+
+        Reads the environment (and ``RIVULET_CONFIG``) here, at the edge, unless the app
+        or the caller gave settings, and configures logging from them.
+        """
+        resolved = settings or self.settings or Settings.load()
+        configure_logging(resolved)
+        asyncio.run(_serve_until_signalled(self, resolved))
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """A transaction on the app's database; events published in it go through the outbox.
+
+        Only while the app runs (``app.running()``, ``app.run()``, ``rivulet run``).
+        """
+        return self._running_runtime().transaction()
+
+    async def publish(
+        self,
+        topic: str,
+        event: Event,
+        *,
+        key: str | bytes | None = None,
+        correlation_id: str | None = None,
+    ) -> str:
+        """Publish ``event`` now, outside any transaction; returns once the broker confirmed.
+
+        Prefer :meth:`transaction` when the event reports a state change in the database.
+        """
+        return await self._running_runtime().publish(
+            topic, event, key=key, correlation_id=correlation_id
+        )
+
+    def _running_runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise ConfigurationError(
+                f"app {self.name!r} is not running: use it inside app.running(), app.run() "
+                "or rivulet run (and in on_startup hooks)"
+            )
+        return self._runtime
 
     def topology(self) -> Topology:
         """The app's topics, groups, handlers and event schemas as data.
@@ -337,3 +442,24 @@ class App:
 
     def __repr__(self) -> str:
         return f"App({self.name!r}, handlers={len(self._handlers)})"
+
+
+async def _serve_until_signalled(app: App, settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    serving = loop.create_task(app.serve(settings), name=f"rivulet-app-{app.name}")
+    stopped = loop.create_task(stop.wait())
+    try:
+        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        stopped.cancel()
+        if not serving.done():
+            serving.cancel()  # running() stops the app gracefully on cancellation
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving

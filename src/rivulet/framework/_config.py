@@ -69,6 +69,8 @@ class Settings:
     handler_timeout_s: float = 60.0
     #: SIGTERM: how long in-flight records get to finish before the process exits.
     shutdown_timeout_s: float = 30.0
+    #: Create missing topics of the app's topology at start (off where Strimzi manages them).
+    create_topics: bool = True
     #: Run the polling outbox relay (turn off when a CDC connector such as Debezium relays).
     outbox_relay: bool = True
     outbox_poll_interval_ms: int = 1_000

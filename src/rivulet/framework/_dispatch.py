@@ -75,6 +75,16 @@ class GroupRoutes:
         """The route of a record, by its original topic."""
         return self.routes.get(main_topic_of(record))
 
+    def route_for_topic(self, topic: str) -> Route | None:
+        """The route consuming ``topic``, a main topic or one of its retry topics."""
+        route = self.routes.get(topic)
+        if route is not None:
+            return route
+        for candidate in self.routes.values():
+            if topic in candidate.retry_topics:
+                return candidate
+        return None
+
 
 def build_routes(handlers: Iterable[HandlerSpec]) -> dict[str, GroupRoutes]:
     """Group the app's handlers by consumer group and topic (declarations were checked)."""

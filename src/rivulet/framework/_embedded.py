@@ -10,17 +10,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 __all__ = ["embedded_broker"]
 
 
 @asynccontextmanager
-async def embedded_broker(data_dir: Path | None) -> AsyncIterator[str]:
+async def embedded_broker(data_dir: Path | None, **overrides: Any) -> AsyncIterator[str]:
     """Run the embedded broker on a free port for the block; yields its bootstrap address.
 
-    ``data_dir=None`` keeps the broker's data in memory (tests).
+    ``data_dir=None`` keeps the broker's data in memory (tests); ``overrides`` are
+    broker settings (``num_partitions=3``, ``group_initial_rebalance_delay_ms=0``).
     """
     from rivulet.broker import EmbeddedBroker  # noqa: PLC0415 - only when no Kafka is configured
 
-    async with EmbeddedBroker(data_dir) as broker:
+    async with EmbeddedBroker(data_dir, **overrides) as broker:
         yield broker.bootstrap_servers

@@ -220,6 +220,10 @@ class Pauses:
         """Whether any reason holds."""
         return bool(self._reasons.get(partition))
 
+    def has(self, partition: Hashable, reason: str) -> bool:
+        """Whether ``reason`` holds for the partition."""
+        return reason in self._reasons.get(partition, ())
+
 
 @dataclass(frozen=True, slots=True)
 class CommitPolicy:

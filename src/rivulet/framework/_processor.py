@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -33,6 +34,7 @@ from rivulet.framework._context import Context, Sink, Transaction
 from rivulet.framework._db import Database
 from rivulet.framework._dispatch import Decoded, GroupRoutes, Route, decode
 from rivulet.framework._errors import ConfigurationError, DecodeError, NonRetriableError
+from rivulet.framework._metrics import Metrics
 from rivulet.framework._outbox import Outbox
 from rivulet.framework._publishing import EventEncoder
 from rivulet.framework._retry import (
@@ -119,6 +121,8 @@ class Processor:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         default_timeout_s: float = 60.0,
         logger: logging.Logger | None = None,
+        metrics: Metrics | None = None,
+        monotonic: Callable[[], float] = time.perf_counter,
     ) -> None:
         needs_db = any(
             spec.idempotent or route.park_failed_keys
@@ -136,6 +140,8 @@ class Processor:
         self._sleep = sleep
         self._default_timeout_s = default_timeout_s
         self._log = logger or logging.getLogger("rivulet.handler")
+        self._metrics = metrics
+        self._monotonic = monotonic
         self._parked: dict[str, dict[bytes | None, str | None]] = {}
 
     def forget_parking(self) -> None:
@@ -146,7 +152,7 @@ class Processor:
         """Handle ``record``: the outcome tells the runtime what remains to be done."""
         addressed = addressed_group(record)
         if addressed is not None and addressed != self.group:
-            return Skipped("other-group")
+            return self._skip(record, "other-group")
         route = self.routes.route_for(record)
         if route is None:
             error = ConfigurationError(f"group {self.group!r} has no handler for this topic")
@@ -160,7 +166,7 @@ class Processor:
                 record, route, DeadLetter(dead_letter_topic(route.topic), exc.reason), exc
             )
         if decoded is None:
-            return Skipped("unhandled-type")
+            return self._skip(record, "unhandled-type")
         replay = header_value(record.headers, REPLAY)
         replay_batch = None if replay is None else replay.decode("utf-8", "replace")
         if route.park_failed_keys:
@@ -185,10 +191,13 @@ class Processor:
         spec = decoded.spec
         delivery = attempt_of(record)
         call = 1
+        started = self._monotonic()
         while True:
             try:
                 outcome = await self._call(record, decoded, sink, delivery)
             except Exception as exc:  # noqa: BLE001 - any handler failure takes the retry path
+                if self._metrics is not None:
+                    self._metrics.handler_failed(self.group, route.topic, spec.name)
                 decision = spec.retry.decide(
                     route.topic,
                     hop=delivery - 1,
@@ -214,6 +223,12 @@ class Processor:
             last = header_value(record.headers, REPLAY_LAST) is not None
             if route.park_failed_keys and replay_batch is not None and last:
                 await self._unpark(route, record.key)
+            if self._metrics is not None:
+                if isinstance(outcome, Handled) and outcome.duplicate:
+                    self._metrics.duplicate(self.group, route.topic)
+                else:
+                    elapsed = self._monotonic() - started
+                    self._metrics.handled(self.group, route.topic, spec.name, elapsed)
             return outcome
 
     async def _call(
@@ -282,8 +297,11 @@ class Processor:
         headers = forward_headers(
             record, error, group=self.group, decision=decision, now_ms=self._clock_ms()
         )
-        out = OutgoingRecord(decision.topic, record.key, record.value or b"", headers)
+        out = OutgoingRecord(decision.topic, record.key, record.value, headers)
+        topic = main_topic_of(record)
         if isinstance(decision, DeadLetter):
+            if self._metrics is not None:
+                self._metrics.dead_lettered(self.group, topic, decision.reason)
             self._log.error(
                 "dead-lettering %s[%d]@%d to %s (%s): %r",
                 record.topic,
@@ -294,7 +312,14 @@ class Processor:
                 error,
             )
             return Forwarded(out, decision.reason, dead_letter=True, error=error)
+        if self._metrics is not None:
+            self._metrics.retried(self.group, topic)
         return Forwarded(out, "retry", dead_letter=False, error=error)
+
+    def _skip(self, record: ConsumedRecord, reason: str) -> Skipped:
+        if self._metrics is not None:
+            self._metrics.skipped(self.group, main_topic_of(record), reason)
+        return Skipped(reason)
 
     def _require_persistence(self) -> Persistence:
         if self._persistence is None:  # ruled out in __init__ for handlers that need it
@@ -331,8 +356,3 @@ class Processor:
         async with persistence.database.transaction() as tx:
             await persistence.store.unpark(tx, self.group, route.topic, key)
         (await self._parked_keys(route.topic)).pop(key, None)
-
-
-def original_topic(record: ConsumedRecord) -> str:
-    """The topic the record was first consumed from (for metrics labels)."""
-    return main_topic_of(record)

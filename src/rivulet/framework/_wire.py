@@ -114,7 +114,8 @@ class OutgoingRecord:
 
     topic: str
     key: bytes | None
-    value: bytes
+    #: ``None`` only for tombstones (forwarded as they were read).
+    value: bytes | None
     headers: list[tuple[str, bytes]]
 
 

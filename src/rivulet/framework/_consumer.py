@@ -1,0 +1,532 @@
+"""One consumer group at run time: poll, dispatch to partition workers, commit, rebalance.
+
+Per assigned partition a :class:`PartitionRunner` keeps a
+:class:`~rivulet.framework._flow.PartitionWindow` and ``concurrency`` worker tasks.
+A record's offset becomes committable once its handler returned *and* every record
+it published (or its forward to a retry or dead-letter topic) is confirmed by the
+broker. Offsets are committed asynchronously in batches, and synchronously when
+partitions are revoked and at shutdown.
+
+Records of a retry topic are held until their ``retry_topic-backoff-timestamp``:
+the partition is paused and rewound to the first record not yet due, and resumed
+when it is. Backpressure pauses every partition of the group when ``max_in_flight``
+records are unfinished, and resumes them at half of that.
+
+Rebalance callbacks run on the consumer thread (inside ``consume``); they hand the
+work to the event loop and wait for it, so in-flight records of revoked partitions
+finish (or, after ``shutdown_timeout_s``, are abandoned uncommitted) and their
+offsets are committed before the revocation completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import confluent_kafka
+
+from rivulet.framework._config import Settings
+from rivulet.framework._context import Sink
+from rivulet.framework._dispatch import GroupRoutes
+from rivulet.framework._errors import PublishError
+from rivulet.framework._flow import CommitPolicy, FlowControl, FlowDecision, PartitionWindow, Pauses
+from rivulet.framework._kafka import Producer
+from rivulet.framework._metrics import Metrics
+from rivulet.framework._processor import Forwarded, Processor
+from rivulet.framework._publishing import Built
+from rivulet.framework._retry import backoff_remaining_ms
+from rivulet.framework._wire import ConsumedRecord
+
+__all__ = ["GroupConsumer", "PartitionHook"]
+
+TopicPartition = tuple[str, int]
+#: ``async def hook(group, [(topic, partition), ...])``, for rebalance events.
+PartitionHook = Callable[[str, list[TopicPartition]], Awaitable[None]]
+
+_log = logging.getLogger("rivulet.consumer")
+_TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
+_LAG_INTERVAL_S = 5.0
+_BATCH = 1_000
+
+
+def to_record(message: Any) -> ConsumedRecord:
+    """A confluent-kafka message as the framework's record."""
+    kind, timestamp = message.timestamp()
+    return ConsumedRecord(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        timestamp_ms=timestamp,
+        key=message.key(),
+        value=message.value(),
+        headers=message.headers() or (),
+        timestamp_type=_TIMESTAMP_TYPES.get(kind, "CreateTime"),
+    )
+
+
+class _Delivery:
+    """What remains to be done for one started record."""
+
+    __slots__ = ("pending", "released")
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.released = False
+
+
+class PartitionRunner:
+    """The in-flight records of one partition and the workers that handle them."""
+
+    def __init__(self, owner: GroupConsumer, topic: str, partition: int, concurrency: int) -> None:
+        self.owner = owner
+        self.topic = topic
+        self.partition = partition
+        self.window = PartitionWindow(concurrency)
+        self.records: dict[int, ConsumedRecord] = {}
+        self.started: set[int] = set()
+        self.queue: asyncio.Queue[int] = asyncio.Queue()
+        self.next_offset: int | None = None
+        self.committed: int | None = None
+        self.draining = False
+        self.closed = False
+        self.quiet = asyncio.Event()
+        self.quiet.set()
+        self.workers = [
+            asyncio.get_running_loop().create_task(
+                self._work(), name=f"rivulet:{topic}[{partition}]"
+            )
+            for _ in range(concurrency)
+        ]
+
+    def accept(self, record: ConsumedRecord) -> bool:
+        """Take a fetched record; ``False`` for a duplicate (offset already seen)."""
+        if self.next_offset is not None and record.offset < self.next_offset:
+            return False
+        self.next_offset = record.offset + 1
+        self.window.add(record.offset, record.key)
+        self.records[record.offset] = record
+        return True
+
+    def kick(self) -> None:
+        for offset in self.window.start_ready():
+            self.queue.put_nowait(offset)
+
+    async def _work(self) -> None:
+        owner = self.owner
+        while True:
+            offset = await self.queue.get()
+            if self.draining:
+                continue  # left for the partition's next owner (the commit stops before it)
+            self.started.add(offset)
+            self.quiet.clear()
+            record = self.records[offset]
+            delivery = _Delivery()
+            outcome = await owner.process(record, self._sink(offset, delivery))
+            if isinstance(outcome, Forwarded):
+                delivery.pending += 1
+                await owner.producer.send(outcome.record, self._delivered(offset, delivery))
+                owner.metrics.published(outcome.record.topic)
+            self.window.release(offset)
+            self.kick()
+            delivery.released = True
+            if delivery.pending == 0:
+                self._complete(offset)
+
+    def _sink(self, offset: int, delivery: _Delivery) -> Sink:
+        owner = self.owner
+
+        async def sink(built: Built) -> None:
+            delivery.pending += 1
+            await owner.producer.send(built.record, self._delivered(offset, delivery))
+            owner.metrics.published(built.record.topic)
+
+        return sink
+
+    def _delivered(self, offset: int, delivery: _Delivery) -> Callable[[PublishError | None], None]:
+        def done(error: PublishError | None) -> None:
+            delivery.pending -= 1
+            if self.closed:
+                return
+            if error is not None:
+                self.owner.delivery_failed(self, offset, error)
+            elif delivery.released and delivery.pending == 0:
+                self._complete(offset)
+
+        return done
+
+    def _complete(self, offset: int) -> None:
+        if self.closed:
+            return
+        self.window.complete(offset)
+        del self.records[offset]
+        self.started.discard(offset)
+        self.owner.completed(1)
+        if not self.started:
+            self.quiet.set()
+
+    async def drain(self, timeout_s: float) -> int | None:
+        """Stop starting records, let started ones finish; the offset to commit."""
+        self.draining = True
+        try:
+            await asyncio.wait_for(self.quiet.wait(), timeout_s)
+        except TimeoutError:
+            _log.warning(
+                "%s[%d]: %d records did not finish within %.1f s; they will be redelivered",
+                self.topic, self.partition, len(self.started), timeout_s,
+            )  # fmt: skip
+        position = self.window.commit_position()
+        await self.close()
+        return position
+
+    async def close(self) -> None:
+        """Cancel the workers; results arriving later are ignored."""
+        self.closed = True
+        for worker in self.workers:
+            worker.cancel()
+        for worker in self.workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+
+class GroupConsumer:
+    """Consumes a group's topics with one confluent-kafka consumer."""
+
+    def __init__(
+        self,
+        *,
+        routes: GroupRoutes,
+        processor: Processor,
+        producer: Producer,
+        consumer_config: dict[str, Any],
+        settings: Settings,
+        metrics: Metrics,
+        clock_ms: Callable[[], int],
+        hooks: dict[str, Sequence[PartitionHook]] | None = None,
+    ) -> None:
+        self.routes = routes
+        self.group = routes.group
+        self.processor = processor
+        self.producer = producer
+        self.metrics = metrics
+        self._settings = settings
+        self._clock_ms = clock_ms
+        self._hooks = hooks or {}
+        self._consumer = confluent_kafka.Consumer(consumer_config)
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, f"rivulet-consumer-{self.group}")
+        self._runners: dict[TopicPartition, PartitionRunner] = {}
+        self._retry_topics = {t for r in routes.routes.values() for t in r.retry_topics}
+        self._concurrency = {topic: route.concurrency for topic, route in routes.routes.items()}
+        self._flow = FlowControl(high=settings.max_in_flight)
+        self._pauses: Pauses = Pauses()
+        self._commit_policy = CommitPolicy(interval_ms=settings.commit_interval_ms)
+        self._last_commit_ms = clock_ms()
+        self._uncommitted = 0
+        self._in_flight = 0
+        self._last_lag = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.assigned = asyncio.Event()
+        self.failure: BaseException | None = None
+
+    # ----------------------------------------------------------------- processing
+
+    async def process(self, record: ConsumedRecord, sink: Sink) -> Any:
+        """Run the processor, retrying unexpected framework failures (never dropping)."""
+        delay = 0.1
+        while True:
+            try:
+                return await self.processor.process(record, sink)
+            except Exception:  # noqa: BLE001 - e.g. the database is unreachable: wait, retry
+                _log.exception(
+                    "%s[%d]@%d could not be processed; retrying in %.1f s",
+                    record.topic, record.partition, record.offset, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def completed(self, count: int) -> None:
+        self._in_flight -= count
+        self._uncommitted += count
+        if self._flow.paused and self._flow.update(self._in_flight) is FlowDecision.RESUME:
+            self._apply_flow(FlowDecision.RESUME)
+
+    def delivery_failed(self, runner: PartitionRunner, offset: int, error: PublishError) -> None:
+        """A publish was not confirmed: rewind the partition to redeliver what is unfinished."""
+        if runner.closed:
+            return
+        _log.error(
+            "%s[%d]@%d: publish failed (%s); rewinding",
+            runner.topic,
+            runner.partition,
+            offset,
+            error,
+        )
+        position = runner.window.commit_position()
+        asyncio.get_running_loop().create_task(self._rewind(runner, position))
+
+    async def _rewind(self, runner: PartitionRunner, position: int | None) -> None:
+        await runner.close()
+        key = (runner.topic, runner.partition)
+        if self._runners.get(key) is not runner or position is None:
+            return
+        self._in_flight -= runner.window.in_flight
+        fresh = PartitionRunner(self, runner.topic, runner.partition, runner.window.concurrency)
+        fresh.next_offset = position
+        fresh.committed = runner.committed
+        self._runners[key] = fresh
+        self._consumer.seek(
+            confluent_kafka.TopicPartition(runner.topic, runner.partition, position)
+        )
+
+    # ----------------------------------------------------------------- intake
+
+    def _intake(self, messages: list[Any]) -> None:
+        now_ms = self._clock_ms()
+        backing_off: set[TopicPartition] = set()
+        counts: dict[str, int] = {}
+        touched: set[PartitionRunner] = set()
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._consume_error(error)
+                continue
+            key = (message.topic(), message.partition())
+            if key in backing_off:
+                continue
+            runner = self._runners.get(key)
+            if runner is None or runner.draining:
+                continue
+            if self._pauses.has(key, "backoff"):
+                # Fetched before the rewind: fetch again from the held record once due.
+                self._seek(key, runner.next_offset)
+                continue
+            record = to_record(message)
+            if key[0] in self._retry_topics:
+                wait_ms = backoff_remaining_ms(record, now_ms)
+                if wait_ms > 0:
+                    backing_off.add(key)
+                    self._back_off(runner, record.offset, wait_ms)
+                    continue
+            if runner.accept(record):
+                counts[key[0]] = counts.get(key[0], 0) + 1
+                touched.add(runner)
+        for runner in touched:
+            runner.kick()
+        if counts:
+            for topic, count in counts.items():
+                self.metrics.consumed(self.group, topic, count)
+            self._in_flight += sum(counts.values())
+            decision = self._flow.update(self._in_flight)
+            if decision is not None:
+                self._apply_flow(decision)
+
+    def _consume_error(self, error: Any) -> None:
+        if error.fatal():
+            raise confluent_kafka.KafkaException(error)
+        if error.code() == confluent_kafka.KafkaError._PARTITION_EOF:
+            return
+        _log.warning("group %s: consumer reports %s", self.group, error.str())
+
+    def _back_off(self, runner: PartitionRunner, offset: int, wait_ms: int) -> None:
+        key = (runner.topic, runner.partition)
+        runner.next_offset = offset
+        self._pause(key, "backoff")
+        self._seek(key, offset)
+        loop = asyncio.get_running_loop()
+        loop.call_later(wait_ms / 1000, self._resume, key, "backoff")
+
+    def _seek(self, key: TopicPartition, offset: int | None) -> None:
+        if offset is None:
+            return
+        with contextlib.suppress(confluent_kafka.KafkaException):
+            self._consumer.seek(confluent_kafka.TopicPartition(key[0], key[1], offset))
+
+    def _pause(self, key: TopicPartition, reason: str) -> None:
+        if self._pauses.add(key, reason) and key in self._runners:
+            self._consumer.pause([confluent_kafka.TopicPartition(*key)])
+
+    def _resume(self, key: TopicPartition, reason: str) -> None:
+        if self._pauses.remove(key, reason) and key in self._runners:
+            self._consumer.resume([confluent_kafka.TopicPartition(*key)])
+
+    def _apply_flow(self, decision: FlowDecision) -> None:
+        for key in list(self._runners):
+            if decision is FlowDecision.PAUSE:
+                self._pause(key, "flow")
+            else:
+                self._resume(key, "flow")
+        self.metrics.in_flight(self.group, self._in_flight)
+
+    # ----------------------------------------------------------------- commits and lag
+
+    def _positions(self, keys: Sequence[TopicPartition]) -> list[confluent_kafka.TopicPartition]:
+        offsets = []
+        for key in keys:
+            runner = self._runners.get(key)
+            if runner is None:
+                continue
+            position = runner.window.commit_position()
+            if position is not None and position != runner.committed:
+                offsets.append(confluent_kafka.TopicPartition(key[0], key[1], position))
+                runner.committed = position
+        return offsets
+
+    def _maybe_commit(self, *, force: bool = False) -> None:
+        now_ms = self._clock_ms()
+        if not force and not self._commit_policy.due(
+            now_ms=now_ms, last_ms=self._last_commit_ms, pending=self._uncommitted
+        ):
+            return
+        offsets = self._positions(list(self._runners))
+        self._last_commit_ms = now_ms
+        self._uncommitted = 0
+        if offsets:
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            except confluent_kafka.KafkaException as exc:
+                # A later commit covers these offsets; redelivery is the worst outcome.
+                _log.warning("group %s: commit failed: %s", self.group, exc)
+
+    def _maybe_report_lag(self) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        if loop_time - self._last_lag < _LAG_INTERVAL_S:
+            return
+        self._last_lag = loop_time
+        for (topic, partition), runner in self._runners.items():
+            try:
+                _low, high = self._consumer.get_watermark_offsets(
+                    confluent_kafka.TopicPartition(topic, partition), cached=True
+                )
+            except confluent_kafka.KafkaException:
+                continue
+            position = runner.window.commit_position()
+            if high >= 0 and position is not None:
+                self.metrics.lag(self.group, topic, partition, max(0, high - position))
+        self.metrics.in_flight(self.group, self._in_flight)
+
+    # ----------------------------------------------------------------- rebalancing
+
+    def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._from_consumer_thread(self._assigned([(p.topic, p.partition) for p in partitions]))
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        keys = [(p.topic, p.partition) for p in partitions]
+        offsets = self._from_consumer_thread(self._revoked(keys))
+        if offsets:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            except confluent_kafka.KafkaException as exc:
+                _log.warning("group %s: commit on revoke failed: %s", self.group, exc)
+
+    def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._from_consumer_thread(self._lost([(p.topic, p.partition) for p in partitions]))
+
+    def _from_consumer_thread(self, work: Awaitable[Any]) -> Any:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(_as_coroutine(work), self._loop).result()
+
+    async def _assigned(self, keys: list[TopicPartition]) -> None:
+        self.processor.forget_parking()
+        for topic, partition in keys:
+            main = self.routes.route_for_topic(topic)
+            concurrency = 1 if main is None else main.concurrency
+            self._runners[(topic, partition)] = PartitionRunner(self, topic, partition, concurrency)
+            if self._flow.paused:
+                self._pause((topic, partition), "flow")
+        self.assigned.set()
+        _log.info("group %s: assigned %s", self.group, _describe(keys))
+        await self._run_hooks("assigned", keys)
+
+    async def _revoked(self, keys: list[TopicPartition]) -> list[confluent_kafka.TopicPartition]:
+        runners = [(key, self._runners[key]) for key in keys if key in self._runners]
+        timeout = self._settings.shutdown_timeout_s
+        positions = await asyncio.gather(*(runner.drain(timeout) for _, runner in runners))
+        offsets = []
+        for (key, runner), position in zip(runners, positions, strict=True):
+            if position is not None and position != runner.committed:
+                offsets.append(confluent_kafka.TopicPartition(key[0], key[1], position))
+            self._forget(key, runner)
+        _log.info("group %s: revoked %s", self.group, _describe(keys))
+        await self._run_hooks("revoked", keys)
+        return offsets
+
+    async def _lost(self, keys: list[TopicPartition]) -> None:
+        for key in keys:
+            runner = self._runners.get(key)
+            if runner is not None:
+                await runner.close()
+                self._forget(key, runner)
+        _log.warning(
+            "group %s: lost %s (another member may own them now)", self.group, _describe(keys)
+        )
+        await self._run_hooks("lost", keys)
+
+    def _forget(self, key: TopicPartition, runner: PartitionRunner) -> None:
+        self._in_flight -= runner.window.in_flight
+        del self._runners[key]
+        self._pauses.forget(key)
+        self.metrics.forget_lag(self.group, key[0], key[1])
+
+    async def _run_hooks(self, event: str, keys: list[TopicPartition]) -> None:
+        for hook in self._hooks.get(event, ()):
+            try:
+                await hook(self.group, keys)
+            except Exception:  # noqa: BLE001 - a hook must not break the rebalance
+                _log.exception("partitions-%s hook %r failed", event, hook)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Consume until ``stopping`` is set, then finish in-flight work, commit and leave."""
+        self._loop = asyncio.get_running_loop()
+        loop = self._loop
+        self._consumer.subscribe(
+            list(self.routes.topics),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        try:
+            while not stopping.is_set():
+                # Never fetch more than the in-flight bound leaves room for.
+                room = max(1, min(_BATCH, self._settings.max_in_flight - self._in_flight))
+                messages = await loop.run_in_executor(
+                    self._thread, self._consumer.consume, room, 0.1
+                )
+                self._intake(messages)
+                self.producer.poll()
+                self._maybe_commit()
+                self._maybe_report_lag()
+        except BaseException as exc:
+            self.failure = exc
+            raise
+        finally:
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        loop = asyncio.get_running_loop()
+        keys = list(self._runners)
+        offsets = await self._revoked(keys) if keys else []
+        await self.producer.flush(self._settings.shutdown_timeout_s)
+
+        def leave() -> None:
+            if offsets:
+                try:
+                    self._consumer.commit(offsets=offsets, asynchronous=False)
+                except confluent_kafka.KafkaException as exc:
+                    _log.warning("group %s: final commit failed: %s", self.group, exc)
+            self._consumer.close()
+
+        await loop.run_in_executor(self._thread, leave)
+        self._thread.shutdown(wait=True)
+
+
+async def _as_coroutine(work: Awaitable[Any]) -> Any:
+    return await work
+
+
+def _describe(keys: list[TopicPartition]) -> str:
+    return ", ".join(f"{topic}[{partition}]" for topic, partition in sorted(keys)) or "nothing"

@@ -1,0 +1,204 @@
+"""confluent-kafka (librdkafka) driven from an asyncio event loop.
+
+**Producer.** ``produce()`` only enqueues into librdkafka; delivery reports arrive
+through ``poll()``. Polling happens on the event loop (``poll(0)`` never blocks): the
+consumer loop polls after each batch, and a small task polls every millisecond while
+deliveries are outstanding, so delivery callbacks run on the loop thread and need no
+locking. One idempotent producer per app keeps the order of everything it sends to a
+partition, retries included.
+
+**Consumer.** ``consume()`` blocks, so it runs on one dedicated thread; rebalance
+callbacks therefore run on that thread too and hand their work to the loop (see
+``_consumer``). Non-blocking calls (pause, resume, seek, asynchronous commit) are made
+from the loop thread, which librdkafka allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+import confluent_kafka
+
+from rivulet.framework._errors import PublishError
+from rivulet.framework._wire import OutgoingRecord
+
+__all__ = [
+    "DeliveryCallback",
+    "Producer",
+    "admin_config",
+    "consumer_config",
+    "producer_config",
+]
+
+#: Called with ``None`` once the broker confirmed the record, or with the error.
+DeliveryCallback = Callable[[PublishError | None], None]
+
+
+# One ``kafka`` settings table serves every client; librdkafka warns about properties
+# that do not apply to a client, so the common one-sided ones are routed.
+_CONSUMER_ONLY = frozenset(
+    {
+        "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms",
+        "auto.offset.reset", "group.instance.id", "group.protocol", "group.remote.assignor",
+        "partition.assignment.strategy", "enable.auto.commit", "auto.commit.interval.ms",
+        "isolation.level", "fetch.wait.max.ms", "fetch.min.bytes", "fetch.max.bytes",
+        "fetch.message.max.bytes", "max.partition.fetch.bytes", "fetch.queue.backoff.ms",
+        "queued.min.messages", "queued.max.messages.kbytes", "check.crcs",
+    }
+)  # fmt: skip
+_PRODUCER_ONLY = frozenset(
+    {
+        "acks", "request.required.acks", "linger.ms", "queue.buffering.max.ms", "batch.size",
+        "batch.num.messages", "compression.type", "compression.codec", "enable.idempotence",
+        "transactional.id", "transaction.timeout.ms", "delivery.timeout.ms",
+        "message.timeout.ms", "queue.buffering.max.messages", "queue.buffering.max.kbytes",
+        "partitioner", "retries", "message.send.max.retries", "retry.backoff.ms",
+    }
+)  # fmt: skip
+
+
+def producer_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[str, Any]:
+    """Settings of the app's producer."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers,
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        # Java clients' partitioner: the same key lands in the same partition from any client.
+        "partitioner": "murmur2_random",
+    }
+    config.update((k, v) for k, v in extra.items() if k not in _CONSUMER_ONLY)
+    return config
+
+
+def admin_config(bootstrap_servers: str, extra: Mapping[str, str]) -> dict[str, Any]:
+    """Settings of an admin client (connection and security properties only)."""
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers}
+    config.update((k, v) for k, v in extra.items() if k not in _CONSUMER_ONLY | _PRODUCER_ONLY)
+    return config
+
+
+def consumer_config(bootstrap_servers: str, group: str, extra: Mapping[str, str]) -> dict[str, Any]:
+    """Settings of a group's consumer."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        # librdkafka's default of 1 s leaves a fast consumer idle whenever its queue fills.
+        "fetch.queue.backoff.ms": 10,
+        # Bounds what librdkafka prefetches; backpressure bounds what we hold.
+        "queued.max.messages.kbytes": 16 * 1024,
+        # Retry topics are created on first use (production creates them from the topology).
+        "allow.auto.create.topics": True,
+    }
+    config.update((k, v) for k, v in extra.items() if k not in _PRODUCER_ONLY)
+    return config
+
+
+class Producer:
+    """The app's idempotent producer, polled from the event loop."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._producer = confluent_kafka.Producer(dict(config))
+        self._outstanding = 0
+        self._work = asyncio.Event()
+        self._poller: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the background poller (on the running loop)."""
+        if self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(
+                self._poll_forever(), name="rivulet-producer-poll"
+            )
+
+    @property
+    def outstanding(self) -> int:
+        """Records produced and not yet confirmed or failed."""
+        return self._outstanding
+
+    def produce(self, record: OutgoingRecord, on_delivery: DeliveryCallback) -> bool:
+        """Enqueue ``record``; ``False`` when librdkafka's queue is full (poll, then retry)."""
+
+        def delivered(err: Any, _msg: Any) -> None:
+            self._outstanding -= 1
+            on_delivery(None if err is None else PublishError(f"{record.topic}: {err.str()}"))
+
+        try:
+            self._producer.produce(
+                record.topic,
+                value=record.value,
+                key=record.key,
+                headers=cast(Any, record.headers),  # list invariance: ours are (str, bytes)
+                on_delivery=delivered,
+            )
+        except BufferError:
+            return False
+        self._outstanding += 1
+        self._work.set()
+        return True
+
+    async def send(self, record: OutgoingRecord, on_delivery: DeliveryCallback) -> None:
+        """Enqueue ``record``, waiting for room in the queue if it is full."""
+        while not self.produce(record, on_delivery):
+            self.poll()
+            await asyncio.sleep(0.005)
+
+    async def send_and_wait(self, records: list[OutgoingRecord]) -> None:
+        """Publish ``records`` in order; return once the broker confirmed all of them."""
+        if not records:
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        remaining = len(records)
+        errors: list[PublishError] = []
+
+        def on_delivery(error: PublishError | None) -> None:
+            nonlocal remaining
+            remaining -= 1
+            if error is not None:
+                errors.append(error)
+            if remaining == 0 and not done.done():
+                if errors:
+                    done.set_exception(errors[0])
+                else:
+                    done.set_result(None)
+
+        for record in records:
+            await self.send(record, on_delivery)
+        await done
+
+    def poll(self) -> int:
+        """Serve delivery reports now (never blocks); returns how many were served."""
+        served: int = self._producer.poll(0)
+        return served
+
+    async def _poll_forever(self) -> None:
+        while True:
+            if self._outstanding == 0:
+                self._work.clear()
+                await self._work.wait()
+            self.poll()
+            await asyncio.sleep(0.001)
+
+    async def flush(self, timeout_s: float) -> int:
+        """Wait (polling) until every record is confirmed; returns how many are left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._outstanding and loop.time() < deadline:
+            self.poll()
+            await asyncio.sleep(0.002)
+        return self._outstanding
+
+    async def close(self, timeout_s: float) -> int:
+        """Flush, stop the poller; returns how many records were never confirmed."""
+        left = await self.flush(timeout_s)
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        return left
