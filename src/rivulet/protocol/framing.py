@@ -42,20 +42,23 @@ class FrameDecoder:
         frames: list[bytes] = []
         pos = 0
         end = len(buf)
-        while end - pos >= SIZE_PREFIX:
-            (size,) = _SIZE.unpack_from(buf, pos)
-            if size < 0:
-                raise MalformedRequestError(f"negative frame size {size}")
-            if size > self._max_frame_bytes:
-                raise FrameTooLargeError(
-                    f"request of {size} bytes exceeds socket.request.max.bytes "
-                    f"({self._max_frame_bytes})"
-                )
-            if end - pos - SIZE_PREFIX < size:
-                break
-            start = pos + SIZE_PREFIX
-            frames.append(bytes(buf[start : start + size]))
-            pos = start + size
+        # Slicing a memory view copies a frame once; slicing the bytearray and
+        # converting would copy it twice. The view must go before `del` resizes.
+        with memoryview(buf) as view:
+            while end - pos >= SIZE_PREFIX:
+                (size,) = _SIZE.unpack_from(view, pos)
+                if size < 0:
+                    raise MalformedRequestError(f"negative frame size {size}")
+                if size > self._max_frame_bytes:
+                    raise FrameTooLargeError(
+                        f"request of {size} bytes exceeds socket.request.max.bytes "
+                        f"({self._max_frame_bytes})"
+                    )
+                if end - pos - SIZE_PREFIX < size:
+                    break
+                start = pos + SIZE_PREFIX
+                frames.append(bytes(view[start : start + size]))
+                pos = start + size
         if pos:
             del buf[:pos]
         return frames
