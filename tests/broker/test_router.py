@@ -1,4 +1,4 @@
-"""The router: one handler per key, versions kio can encode, ApiVersions from what is registered."""
+"""Dispatch without sockets: the router, ApiVersions, when to close, the fsync option."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from rivulet.broker.core import CloseConnectionError
 from rivulet.broker.handlers import HANDLERS, api_versions
 from rivulet.broker.router import Handler, RequestContext, Response, Router
 from rivulet.protocol.messages import decode_response, encode_request
+from rivulet.protocol.records import build_batch
+from rivulet.storage.memory import MemoryLog
 
 
 async def _noop(ctx: RequestContext, request: Any) -> Response | None:
@@ -120,3 +122,35 @@ async def test_handler_bug_closes_the_connection(tmp_path: Path) -> None:
     broker.open()
     with pytest.raises(CloseConnectionError, match="Metadata failed: bug"):
         await broker.handle_frame(encode_request(3, 1, 1, None, {"topics": None})[4:])
+
+
+class CountingLog(MemoryLog):
+    flushes = 0
+
+    def flush(self) -> None:
+        CountingLog.flushes += 1
+        super().flush()
+
+
+@pytest.mark.parametrize(
+    ("fsync", "acks", "flushed"), [(True, -1, 1), (True, 1, 0), (False, -1, 0)]
+)
+async def test_fsync_before_acknowledging_acks_all(
+    tmp_path: Path, fsync: bool, acks: int, flushed: int
+) -> None:
+    CountingLog.flushes = 0
+    broker = Broker(
+        BrokerConfig(data_dir=tmp_path, storage=StorageKind.MEMORY, fsync_acks_all=fsync),
+        log_factory=lambda _path, config: CountingLog(config),
+    )
+    broker.open()
+    body = {
+        "acks": acks,
+        "timeout": 1000,
+        "topic_data": [
+            {"name": "t", "partition_data": [{"index": 0, "records": build_batch([(None, b"v")])}]}
+        ],
+    }
+    pieces = await broker.handle_frame(encode_request(0, 9, 1, None, body)[4:])
+    assert pieces is not None
+    assert CountingLog.flushes == flushed
