@@ -223,3 +223,32 @@ async def test_shutdown_answers_waiting_fetches(async_broker: EmbeddedBroker) ->
     assert response.responses[0].partitions[0].records == b""
     await asyncio.wait_for(stopping, WAIT_S)
     await client.close()
+
+
+async def test_data_read_behind_a_waiting_fetch_arrives_intact(
+    async_broker: EmbeddedBroker,
+) -> None:
+    """A fetch answered while an earlier one still waits has its file data copied
+    at once, and is sent, whole and in order, once the earlier one is answered."""
+    client = await WireClient.connect(async_broker.bootstrap_servers)
+    other = await WireClient.connect(async_broker.bootstrap_servers)
+    await create_topic(other, "ready")
+    await create_topic(other, "idle")
+    values = [b"r%d" % i + b"." * 3000 for i in range(20)]
+    for value in values:
+        await produce(other, "ready", value)
+    waiting = await client.send(
+        1, 12, fetch_body(12, "idle", NO_ID, 0, max_wait=LONG_POLL_MS, min_bytes=1)
+    )
+    ready = await client.send(1, 12, fetch_body(12, "ready", NO_ID, 0))
+    partition = async_broker.broker.topics.get("idle").partitions[0]  # type: ignore[union-attr]
+    while not partition.waiting:  # noqa: ASYNC110 - polls broker state, no event exists
+        await asyncio.sleep(0.01)
+    await produce(other, "idle", b"now")
+    first, idle = await asyncio.wait_for(client.receive(1, 12), WAIT_S)
+    second, data = await asyncio.wait_for(client.receive(1, 12), WAIT_S)
+    assert (first, second) == (waiting, ready)
+    assert values_in(idle.responses[0].partitions[0].records) == [b"now"]
+    assert values_in(data.responses[0].partitions[0].records) == values
+    await client.close()
+    await other.close()

@@ -152,7 +152,13 @@ class _Connection(asyncio.Protocol):
         if pieces is not None and self._slots and self._slots[0] is not slot:
             # Not next in line: copy file data now rather than hold descriptors
             # (and the log's state at this instant) until earlier responses go.
-            pieces = [_read_region(p) if isinstance(p, FileRegion) else p for p in pieces]
+            try:
+                pieces = [_read_region(p) if isinstance(p, FileRegion) else p for p in pieces]
+            except OSError as exc:
+                log.warning("closing connection from %s: %s", self._peer, exc)
+                slot.close = True
+                self._input_closed = True
+                pieces = None
         slot.pieces = pieces
         self._flush()
 
