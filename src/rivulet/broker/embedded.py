@@ -111,8 +111,9 @@ class ThreadedBroker:
         try:
             loop.run_until_complete(self.embedded.start())
         except BaseException as exc:  # noqa: BLE001 - re-raised in the starting thread
-            ready.set_exception(exc)
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
+            ready.set_exception(exc)
             return
         ready.set_result(None)
         try:
