@@ -52,11 +52,19 @@ def test_thread_handle_starts_and_stops(tmp_path: Path) -> None:
 
 
 def test_start_errors_surface_in_the_caller(tmp_path: Path) -> None:
+    with EmbeddedBroker.start_in_thread(tmp_path) as handle:
+
+        async def create() -> None:
+            handle.broker.topics.create("t")
+
+        handle.call(create())
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         with pytest.raises(OSError, match="address already in use"):
             EmbeddedBroker.start_in_thread(tmp_path, port=taken.getsockname()[1])
+    # The logs it had opened were closed cleanly (see docs/decisions/0002).
+    assert (tmp_path / "t-0" / "clean-shutdown").exists()
     with pytest.raises(ConfigError):
         EmbeddedBroker(tmp_path, num_partitions=0)
 

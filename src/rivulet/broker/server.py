@@ -284,13 +284,17 @@ class BrokerServer:
         config = self.broker.config
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.broker.open)
-        self._server = await loop.create_server(
-            lambda: _Connection(self),
-            config.host,
-            config.port,
-            reuse_address=True,
-            backlog=1024,
-        )
+        try:
+            self._server = await loop.create_server(
+                lambda: _Connection(self),
+                config.host,
+                config.port,
+                reuse_address=True,
+                backlog=1024,
+            )
+        except BaseException:
+            await self.broker.close()  # the logs are open: close them cleanly
+            raise
         sockets = self._server.sockets
         if sockets and config.port == 0:
             self.broker.port = sockets[0].getsockname()[1]
