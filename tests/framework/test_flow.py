@@ -145,22 +145,34 @@ def test_misuse_is_refused() -> None:
         PartitionWindow(0)
 
 
-@given(st.lists(st.integers(0, 500), max_size=60), st.integers(2, 200))
-def test_flow_control_keeps_hysteresis(levels: list[int], high: int) -> None:
-    flow = FlowControl(high=high)
-    paused = False
-    for level in levels:
-        decision = flow.update(level)
+@given(
+    st.lists(st.tuples(st.integers(0, 500), st.integers(0, 400)), max_size=60),
+    st.integers(2, 200),
+    st.integers(0, 1_000),
+)
+def test_flow_control_pauses_only_after_sustained_saturation(
+    steps: list[tuple[int, int]], high: int, hold_ms: int
+) -> None:
+    flow = FlowControl(high=high, hold_ms=hold_ms)
+    now, paused, full_since = 0, False, None
+    for level, elapsed in steps:
+        now += elapsed
+        full_since = (full_since if full_since is not None else now) if level >= high else None
+        decision = flow.update(level, now_ms=now)
+        assert flow.room(level) == max(0, high - level)
         if decision is FlowDecision.PAUSE:
             assert not paused
-            assert level >= high
+            assert full_since is not None
+            assert now - full_since >= hold_ms
             paused = True
         elif decision is FlowDecision.RESUME:
             assert paused
             assert level <= high // 2
             paused = False
+        elif paused:
+            assert level > high // 2
         else:
-            assert (paused and level > high // 2) or (not paused and level < high)
+            assert full_since is None or now - full_since < hold_ms
     assert flow.paused == paused
 
 

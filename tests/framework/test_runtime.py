@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 
 from rivulet import App, Backoff, Context, Event, RetryPolicy
+from rivulet.framework._consumer import GroupConsumer
 from rivulet.framework._retry import decode_int
 from rivulet.framework._wire import ConsumedRecord
 from rivulet.framework.testing import KafkaHarness
@@ -164,3 +165,119 @@ async def test_retry_topics_wait_their_delay_then_dead_letter_with_spring_header
     assert headers["rivulet_dlt-reason"] == b"handler-error"
     assert b"payment provider unavailable" in headers["kafka_dlt-exception-stacktrace"]
     assert dead.value == hop1.value
+
+
+async def test_backpressure_bounds_in_flight_records(kafka: KafkaHarness) -> None:
+    app = App("slow")
+    handled = 0
+    total = 400
+    done = asyncio.Event()
+    samples: list[int] = []
+    consumers: list[GroupConsumer] = []
+
+    @app.handler("steps", concurrency=4)
+    async def slow(event: Step) -> None:
+        nonlocal handled
+        samples.extend(c.in_flight for c in consumers)
+        await asyncio.sleep(0.002)
+        handled += 1
+        if handled == total:
+            done.set()
+
+    await kafka.publish_many("steps", [(Step(entity=str(n), seq=n), str(n)) for n in range(total)])
+    async with kafka.run(app, max_in_flight=25) as runtime:
+        consumers.extend(runtime.consumers)
+        await asyncio.wait_for(done.wait(), 60)
+    assert handled == total
+    assert max(samples) <= 25
+    assert max(samples) >= 20  # it did fill up: the bound, not the input, limited it
+
+
+async def test_graceful_stop_commits_so_a_restart_continues_without_repeats(
+    kafka: KafkaHarness,
+) -> None:
+    seen: list[int] = []
+    first_half = asyncio.Event()
+
+    def counting_app() -> App:
+        app = App("once")
+
+        @app.handler("steps")
+        async def count(event: Step) -> None:
+            seen.append(event.seq)
+            if len(seen) == 50:
+                first_half.set()
+
+        return app
+
+    await kafka.publish_many("steps", [(Step(entity="e", seq=n), "e") for n in range(50)])
+    async with kafka.run(counting_app()):
+        await asyncio.wait_for(first_half.wait(), 30)
+    await kafka.publish_many("steps", [(Step(entity="e", seq=n), "e") for n in range(50, 100)])
+    async with kafka.run(counting_app()):
+        await kafka.until(lambda: len(seen) >= 100, what="the second half")
+        await asyncio.sleep(0.2)  # anything redelivered would show up now
+    assert seen == list(range(100))
+
+
+async def test_partitions_move_between_members_of_a_group(kafka: KafkaHarness) -> None:
+    seen: list[tuple[str, int]] = []
+    events: list[tuple[str, str, list[tuple[str, int]]]] = []
+
+    def member(name: str) -> App:
+        app = App(f"member-{name}")
+
+        @app.handler("steps", group="shared")
+        async def handle(event: Step) -> None:
+            seen.append((name, event.seq))
+
+        @app.on_partitions_assigned
+        async def assigned(group: str, partitions: list[tuple[str, int]]) -> None:
+            events.append((name, "assigned", partitions))
+
+        @app.on_partitions_revoked
+        async def revoked(group: str, partitions: list[tuple[str, int]]) -> None:
+            events.append((name, "revoked", partitions))
+
+        return app
+
+    async with KafkaHarness.start(kafka.data_dir, partitions=2) as two:
+        await two.publish_many("steps", [(Step(entity=str(n), seq=n), str(n)) for n in range(40)])
+        async with two.run(member("a")):
+            async with two.run(member("b")):
+                await two.until(lambda: len(seen) >= 40, what="the first 40")
+            await two.publish_many(
+                "steps", [(Step(entity=str(n), seq=n), str(n)) for n in range(40, 80)]
+            )
+            await two.until(lambda: len(seen) >= 80, what="all 80")
+    assert sorted(seq for _, seq in seen) == list(range(80))  # each exactly once
+    assert {name for name, seq in seen if seq >= 40} == {"a"}  # "a" took over "b"'s partition
+    assert ("b", "revoked") in {(name, kind) for name, kind, _ in events}
+    assert any(name == "a" and kind == "assigned" and len(p) == 2 for name, kind, p in events)
+
+
+async def test_stuck_handlers_pause_the_partitions_until_work_completes(
+    kafka: KafkaHarness,
+) -> None:
+    app = App("stuck")
+    gate = asyncio.Event()
+    handled = 0
+    done = asyncio.Event()
+
+    @app.handler("steps", concurrency=10)
+    async def wait(event: Step) -> None:
+        nonlocal handled
+        await gate.wait()
+        handled += 1
+        if handled == 100:
+            done.set()
+
+    await kafka.publish_many("steps", [(Step(entity=str(n), seq=n), str(n)) for n in range(100)])
+    async with kafka.run(app, max_in_flight=10) as runtime:
+        [consumer] = runtime.consumers
+        await kafka.until(lambda: bool(consumer.paused), what="the pause")
+        assert consumer.paused == {("steps", 0)}
+        assert consumer.in_flight == 10
+        gate.set()
+        await asyncio.wait_for(done.wait(), 30)
+        assert not consumer.paused

@@ -21,6 +21,7 @@ from rivulet.framework._errors import (
 )
 from rivulet.framework._events import Event, event_type_of
 from rivulet.framework._retry import Backoff, RetryPolicy
+from rivulet.framework._runtime import Runtime
 from rivulet.framework._stream import Stream
 from rivulet.framework._topology import HandlerInfo, TopicInfo, Topology
 from rivulet.framework._wire import JsonSerializer, Serializer
@@ -40,6 +41,7 @@ __all__ = [
     "NonRetriableError",
     "PublishError",
     "RetryPolicy",
+    "Runtime",
     "Serializer",
     "Settings",
     "Stream",

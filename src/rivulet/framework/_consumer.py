@@ -221,6 +221,7 @@ class GroupConsumer:
         self._retry_topics = {t for r in routes.routes.values() for t in r.retry_topics}
         self._concurrency = {topic: route.concurrency for topic, route in routes.routes.items()}
         self._flow = FlowControl(high=settings.max_in_flight)
+        self._room = asyncio.Event()
         self._pauses: Pauses = Pauses()
         self._commit_policy = CommitPolicy(interval_ms=settings.commit_interval_ms)
         self._last_commit_ms = clock_ms()
@@ -230,6 +231,16 @@ class GroupConsumer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.assigned = asyncio.Event()
         self.failure: BaseException | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Records fetched and not yet complete."""
+        return self._in_flight
+
+    @property
+    def paused(self) -> set[TopicPartition]:
+        """Partitions paused by backpressure or a retry backoff."""
+        return {key for key in self._runners if self._pauses.is_paused(key)}
 
     # ----------------------------------------------------------------- processing
 
@@ -250,8 +261,11 @@ class GroupConsumer:
     def completed(self, count: int) -> None:
         self._in_flight -= count
         self._uncommitted += count
-        if self._flow.paused and self._flow.update(self._in_flight) is FlowDecision.RESUME:
-            self._apply_flow(FlowDecision.RESUME)
+        self._room.set()
+        if self._flow.paused:
+            decision = self._flow.update(self._in_flight, now_ms=self._clock_ms())
+            if decision is FlowDecision.RESUME:
+                self._apply_flow(decision)
 
     def delivery_failed(self, runner: PartitionRunner, offset: int, error: PublishError) -> None:
         """A publish was not confirmed: rewind the partition to redeliver what is unfinished."""
@@ -319,9 +333,7 @@ class GroupConsumer:
             for topic, count in counts.items():
                 self.metrics.consumed(self.group, topic, count)
             self._in_flight += sum(counts.values())
-            decision = self._flow.update(self._in_flight)
-            if decision is not None:
-                self._apply_flow(decision)
+            self._check_flow()
 
     def _consume_error(self, error: Any) -> None:
         if error.fatal():
@@ -351,6 +363,11 @@ class GroupConsumer:
     def _resume(self, key: TopicPartition, reason: str) -> None:
         if self._pauses.remove(key, reason) and key in self._runners:
             self._consumer.resume([confluent_kafka.TopicPartition(*key)])
+
+    def _check_flow(self) -> None:
+        decision = self._flow.update(self._in_flight, now_ms=self._clock_ms())
+        if decision is not None:
+            self._apply_flow(decision)
 
     def _apply_flow(self, decision: FlowDecision) -> None:
         for key in list(self._runners):
@@ -409,8 +426,13 @@ class GroupConsumer:
 
     # ----------------------------------------------------------------- rebalancing
 
-    def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         self._from_consumer_thread(self._assigned([(p.topic, p.partition) for p in partitions]))
+        # Assigned here rather than by the client after the callback, so that partitions
+        # of a group paused by backpressure are paused before they fetch anything.
+        consumer.assign(partitions)
+        if self._flow.paused and partitions:
+            consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         keys = [(p.topic, p.partition) for p in partitions]
@@ -435,7 +457,7 @@ class GroupConsumer:
             concurrency = 1 if main is None else main.concurrency
             self._runners[(topic, partition)] = PartitionRunner(self, topic, partition, concurrency)
             if self._flow.paused:
-                self._pause((topic, partition), "flow")
+                self._pauses.add((topic, partition), "flow")
         self.assigned.set()
         _log.info("group %s: assigned %s", self.group, _describe(keys))
         await self._run_hooks("assigned", keys)
@@ -491,10 +513,19 @@ class GroupConsumer:
         )
         try:
             while not stopping.is_set():
-                # Never fetch more than the in-flight bound leaves room for.
-                room = max(1, min(_BATCH, self._settings.max_in_flight - self._in_flight))
+                room = min(_BATCH, self._flow.room(self._in_flight))
+                if room == 0 and not self._flow.paused:
+                    # Full: take nothing more until records complete (or the hold expires).
+                    self._room.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._room.wait(), 0.1)
+                    self.producer.poll()
+                    self._check_flow()
+                    self._maybe_commit()
+                    continue
+                # Paused partitions return nothing; the call still serves rebalances.
                 messages = await loop.run_in_executor(
-                    self._thread, self._consumer.consume, room, 0.1
+                    self._thread, self._consumer.consume, max(room, 1), 0.1
                 )
                 self._intake(messages)
                 self.producer.poll()

@@ -151,18 +151,26 @@ class FlowDecision(Enum):
 
 @dataclass(slots=True)
 class FlowControl:
-    """Bounded in-flight work with hysteresis: pause at ``high`` records, resume at ``low``.
+    """Pause partitions when in-flight work stays at ``high`` for ``hold_ms``; resume at ``low``.
 
-    Memory then stays below ``high`` plus one fetched batch, however slow the handlers.
+    The consumer never takes more records than ``high`` leaves room for, so the records
+    the framework holds are bounded anyway. Pausing also makes librdkafka drop what it
+    prefetched and stop fetching, which bounds the client's memory while handlers stay
+    slower than the input; since a resumed partition takes a fetch round trip to flow
+    again, short bursts at the bound do not pause.
 
-    >>> flow = FlowControl(high=100, low=50)
-    >>> flow.update(100), flow.update(80), flow.update(50), flow.update(60)
-    (<FlowDecision.PAUSE: 'pause'>, None, <FlowDecision.RESUME: 'resume'>, None)
+    >>> flow = FlowControl(high=100, low=50, hold_ms=1_000)
+    >>> flow.update(100, now_ms=0), flow.update(100, now_ms=999), flow.update(100, now_ms=1_000)
+    (None, None, <FlowDecision.PAUSE: 'pause'>)
+    >>> flow.update(60, now_ms=1_100), flow.update(50, now_ms=1_200)
+    (None, <FlowDecision.RESUME: 'resume'>)
     """
 
     high: int
     low: int = -1
+    hold_ms: int = 1_000
     paused: bool = False
+    _full_since: int | None = None
 
     def __post_init__(self) -> None:
         if self.low < 0:
@@ -170,14 +178,24 @@ class FlowControl:
         if not 0 <= self.low < self.high:
             raise ValueError("FlowControl needs 0 <= low < high")
 
-    def update(self, in_flight: int) -> FlowDecision | None:
+    def room(self, in_flight: int) -> int:
+        """How many more records may be taken now."""
+        return max(0, self.high - in_flight)
+
+    def update(self, in_flight: int, *, now_ms: int) -> FlowDecision | None:
         """The decision for the current number of in-flight records, if it changes anything."""
-        if not self.paused and in_flight >= self.high:
+        if in_flight < self.high:
+            self._full_since = None
+        elif self._full_since is None:
+            self._full_since = now_ms
+        if self.paused:
+            if in_flight <= self.low:
+                self.paused = False
+                return FlowDecision.RESUME
+            return None
+        if self._full_since is not None and now_ms - self._full_since >= self.hold_ms:
             self.paused = True
             return FlowDecision.PAUSE
-        if self.paused and in_flight <= self.low:
-            self.paused = False
-            return FlowDecision.RESUME
         return None
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -83,6 +83,8 @@ class KafkaHarness:
             "data_dir": self.data_dir,
             "commit_interval_ms": 100,
             "shutdown_timeout_s": 10.0,
+            # Rebalances complete within a heartbeat: keep them short in tests.
+            "kafka": {"heartbeat.interval.ms": "300", "session.timeout.ms": "6000"},
         }
         values.update(overrides)
         return Settings(**values)
@@ -93,6 +95,25 @@ class KafkaHarness:
         async with app.running(self.settings(**settings)) as runtime:
             await runtime.wait_ready()
             yield runtime
+
+    @staticmethod
+    async def until(
+        condition: Callable[[], bool | Awaitable[bool]],
+        *,
+        timeout_s: float = 20.0,
+        what: str = "the condition",
+    ) -> None:
+        """Wait until ``condition()`` (sync or async) holds; ``TimeoutError`` naming ``what``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            result = condition()
+            if not isinstance(result, bool):
+                result = await result
+            if result:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
+            await asyncio.sleep(0.02)
 
     async def _ensure_producer(self) -> Producer:
         if self._producer is None:
