@@ -26,6 +26,7 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 SUBCOMMANDS: tuple[str, ...] = (
     "rivulet.cli.broker",
     "rivulet.cli.demo",
+    "rivulet.cli.dlq",
     "rivulet.cli.docs",
     "rivulet.cli.run",
 )
