@@ -126,6 +126,7 @@ class Context:
         transaction: Transaction | None = None,
         attempt: int = 1,
         logger: logging.Logger | None = None,
+        traceparent: str | None = None,
     ) -> None:
         #: The consumer group handling the event.
         self.group = group
@@ -140,7 +141,8 @@ class Context:
         self._base_logger = logger
         self._adapter: logging.LoggerAdapter[logging.Logger] | None = None
         self._published = 0
-        self._trace: str | None = None
+        # The handling span's context when OpenTelemetry traces; else derived on first use.
+        self._trace: str | None = traceparent
 
     @property
     def event_id(self) -> str:

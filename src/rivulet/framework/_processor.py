@@ -49,6 +49,7 @@ from rivulet.framework._retry import (
     main_topic_of,
 )
 from rivulet.framework._store import FrameworkStore
+from rivulet.framework._tracing import Tracing
 from rivulet.framework._wire import ConsumedRecord, OutgoingRecord
 
 __all__ = [
@@ -123,6 +124,7 @@ class Processor:
         logger: logging.Logger | None = None,
         metrics: Metrics | None = None,
         monotonic: Callable[[], float] = time.perf_counter,
+        tracing: Tracing | None = None,
     ) -> None:
         needs_db = any(
             spec.idempotent or route.park_failed_keys
@@ -142,6 +144,7 @@ class Processor:
         self._log = logger or logging.getLogger("rivulet.handler")
         self._metrics = metrics
         self._monotonic = monotonic
+        self._tracing = tracing or Tracing()
         self._parked: dict[str, dict[bytes | None, str | None]] = {}
 
     def forget_parking(self) -> None:
@@ -235,22 +238,8 @@ class Processor:
         self, record: ConsumedRecord, decoded: Decoded, sink: Sink, delivery: int
     ) -> Outcome:
         spec = decoded.spec
-        timeout = spec.timeout_s or self._default_timeout_s
         if not spec.idempotent:
-            ctx = Context(
-                group=self.group,
-                record=record,
-                envelope=decoded.envelope,
-                encoder=self._encoder,
-                sink=sink,
-                attempt=delivery,
-                logger=self._log,
-            )
-            async with asyncio.timeout(timeout):
-                if spec.takes_context:
-                    await spec.fn(decoded.event, ctx)
-                else:
-                    await spec.fn(decoded.event)
+            await self._invoke(record, decoded, sink, delivery, None)
             return Handled()
         persistence = self._require_persistence()
         async with persistence.database.transaction() as sql:
@@ -260,6 +249,21 @@ class Processor:
             if not claimed:
                 return Handled(duplicate=True)
             tx = Transaction(sql, encoder=self._encoder, outbox=persistence.outbox.write)
+            await self._invoke(record, decoded, sink, delivery, tx)
+        if tx._wrote:
+            persistence.outbox.committed()
+        return Handled()
+
+    async def _invoke(
+        self,
+        record: ConsumedRecord,
+        decoded: Decoded,
+        sink: Sink,
+        delivery: int,
+        tx: Transaction | None,
+    ) -> None:
+        spec = decoded.spec
+        with self._tracing.process(record, decoded.envelope, self.group, spec.name) as trace:
             ctx = Context(
                 group=self.group,
                 record=record,
@@ -269,15 +273,13 @@ class Processor:
                 transaction=tx,
                 attempt=delivery,
                 logger=self._log,
+                traceparent=trace,
             )
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(spec.timeout_s or self._default_timeout_s):
                 if spec.takes_context:
                     await spec.fn(decoded.event, ctx)
                 else:
                     await spec.fn(decoded.event)
-        if tx._wrote:
-            persistence.outbox.committed()
-        return Handled()
 
     async def _dead_letter(
         self,
