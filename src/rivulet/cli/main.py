@@ -28,6 +28,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "rivulet.cli.demo",
     "rivulet.cli.dlq",
     "rivulet.cli.docs",
+    "rivulet.cli.k8s",
     "rivulet.cli.run",
 )
 """Modules implementing a subcommand, in the order ``--help`` lists them."""
