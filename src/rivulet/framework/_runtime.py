@@ -1,7 +1,8 @@
 """A running app: broker connection, database, producer, consumers, relay, HTTP endpoint.
 
 Start order: the embedded broker (only when no bootstrap servers are configured),
-the database and the framework's tables, the producer, the app's ``on_startup``
+the database and the framework's tables, the producer, serializers with start-up
+work (the schema registry's register the app's schemas), the app's ``on_startup``
 hooks, one consumer per group, the outbox relay, the HTTP endpoint. Stop order is the
 reverse, and each consumer first finishes its in-flight records, commits and leaves
 its group, so a graceful stop loses and repeats nothing.
@@ -36,7 +37,7 @@ from rivulet.framework._processor import Persistence, Processor
 from rivulet.framework._publishing import EventEncoder
 from rivulet.framework._store import FrameworkStore
 from rivulet.framework._topics import ensure_topics
-from rivulet.framework._wire import OutgoingRecord
+from rivulet.framework._wire import OutgoingRecord, StartableSerializer
 
 if TYPE_CHECKING:
     from rivulet.framework._app import App
@@ -144,6 +145,10 @@ class Runtime:
         producer.start()
         self._producer = producer
         stack.push_async_callback(self._close_producer)
+        for serializer in app.serializers:
+            if isinstance(serializer, StartableSerializer):
+                await serializer.start(app.topology(), default=serializer is self.encoder.default)
+                stack.push_async_callback(serializer.stop)
         stack.push_async_callback(self._run_shutdown_hooks)
         for hook in app.startup_hooks:
             await hook()

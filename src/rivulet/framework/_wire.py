@@ -32,12 +32,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar, runtime_checkable
 
 import pydantic
 
 from rivulet.framework._errors import InvalidPayloadError, MalformedRecordError
 from rivulet.framework._events import Event
+
+if TYPE_CHECKING:
+    from rivulet.framework._topology import Topology
 
 __all__ = [
     "CAUSATION_ID",
@@ -55,6 +58,7 @@ __all__ = [
     "JsonSerializer",
     "OutgoingRecord",
     "Serializer",
+    "StartableSerializer",
     "build_record",
     "decode_envelope",
     "encode_envelope",
@@ -139,6 +143,27 @@ class Serializer(Protocol):
 
     def decode(self, data: bytes, model: type[E], *, topic: str) -> E:
         """Validate ``data`` into ``model``; raise :class:`InvalidPayloadError` if it is not."""
+        ...
+
+
+@runtime_checkable
+class StartableSerializer(Serializer, Protocol):
+    """A serializer with work to do when the app starts and stops.
+
+    The schema registry's serializers register (or check) the schemas of the app's
+    events and open their connections. The runtime calls ``start`` after the producer
+    started and before the app's ``on_startup`` hooks (which may publish); ``default``
+    says whether it is the app's first serializer, which encodes every event that names
+    no content type. A ``ConfigurationError`` from ``start`` stops the app from starting.
+    ``stop`` runs after the consumers stopped.
+    """
+
+    async def start(self, topology: Topology, *, default: bool) -> None:
+        """Prepare for the app's events (``topology`` lists them by topic)."""
+        ...
+
+    async def stop(self) -> None:
+        """Release what ``start`` opened."""
         ...
 
 
