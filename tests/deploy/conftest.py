@@ -8,7 +8,7 @@ from deploy._support import example_apps
 from rivulet.deploy import DeployConfig, Rendering, Service, ServiceOptions, render
 
 OPTIONS = {
-    "orders": ServiceOptions("shop.orders:app", api_port=8000),
+    "orders": ServiceOptions("shop.orders:app", api_port=8080, env={"SHOP_HTTP": "0.0.0.0:8080"}),
     "inventory": ServiceOptions("shop.inventory:app"),
     "payments": ServiceOptions("shop.payments:app", egress_ports=(443,)),
     "large": ServiceOptions("shop.large_orders:app"),

@@ -129,7 +129,7 @@ def test_deployment_runs_the_app_with_the_framework_probes(
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": config.metrics_port, "http": 8000}
+    assert ports == {"metrics": config.metrics_port, "http": 8080}
     env = {e["name"]: e for e in container["env"]}
     assert env["RIVULET_HTTP_LISTEN"]["value"] == f"0.0.0.0:{config.metrics_port}"
     drain = float(env["RIVULET_SHUTDOWN_TIMEOUT_S"]["value"])
@@ -138,6 +138,7 @@ def test_deployment_runs_the_app_with_the_framework_probes(
         > drain + container["lifecycle"]["preStop"]["sleep"]["seconds"]
     )
     assert env["RIVULET_KAFKA_SASL_USERNAME"]["value"] == "orders"
+    assert env["SHOP_HTTP"]["value"] == "0.0.0.0:8080"  # the service's own, from its options
     assert env["RIVULET_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
         "name": "orders",  # the Secret the Strimzi User Operator writes for KafkaUser orders
         "key": "password",
@@ -165,7 +166,7 @@ def test_network_policy_allows_kafka_and_declared_egress(rendering: Rendering) -
         p["port"] for rule in policies["inventory"]["spec"]["egress"] for p in rule["ports"]
     }
     orders_in = {p["port"] for rule in policies["orders"]["spec"]["ingress"] for p in rule["ports"]}
-    assert orders_in == {9100, 8000}
+    assert orders_in == {9100, 8080}
 
 
 def test_schemas_check_job_covers_every_app(rendering: Rendering) -> None:
@@ -250,8 +251,16 @@ def test_kubernetes_names() -> None:
     [
         ({"app": "no-colon"}, "MODULE:APP"),
         ({"app": "m:a", "api_port": 70000}, "ports"),
+        ({"app": "m:a", "env": {"BAD-NAME": "x"}}, "variable name"),
     ],
 )
 def test_bad_service_options(options: dict[str, Any], message: str) -> None:
     with pytest.raises(DeployError, match=message):
         ServiceOptions(**options)
+
+
+def test_service_env_may_not_override_the_deployment() -> None:
+    app = App("a")
+    options = ServiceOptions("m:a", env={"RIVULET_HTTP_LISTEN": "0.0.0.0:1"})
+    with pytest.raises(DeployError, match="set by the deployment itself"):
+        render(DeployConfig(), [Service(options, app.topology())])

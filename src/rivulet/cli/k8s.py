@@ -70,10 +70,10 @@ def run(args: argparse.Namespace) -> int:
             config, out = DeployConfig(), DEFAULT_OUT
         out = args.out or out
         refs = args.apps or [options.app for options in config.services]
-        if not refs:
+        if not refs and config_path is None:
             print(
                 "rivulet k8s render: no apps: name them (MODULE:APP ...) or list them as "
-                f"[[service]] tables in {config_path or DEFAULT_CONFIG}",
+                f"[[service]] tables in {DEFAULT_CONFIG}",
                 file=sys.stderr,
             )
             return 2

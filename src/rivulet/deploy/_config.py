@@ -15,7 +15,8 @@
 
     [[service]]                  # ServiceOptions, one table per app, in render order
     app = "shop.orders:app"
-    api_port = 8000
+    api_port = 8080
+    env = { SHOP_HTTP = "0.0.0.0:8080" }
     [service.scaling]
     max_replicas = 3
 """
@@ -76,6 +77,8 @@ def _service(entry: Mapping[str, Any], defaults: Mapping[str, Any], where: str) 
         values[key] = _build(cls, {**base, **values.get(key, {})}, f"{where} {key}")
     if "egress_ports" in values:
         values["egress_ports"] = tuple(values["egress_ports"])
+    if "env" in values and not isinstance(values["env"], Mapping):
+        raise DeployError(f'{where}: env must be a table of NAME = "value"')
     options: ServiceOptions = _build(ServiceOptions, values, where)
     return options
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rivulet.deploy._errors import DeployError
@@ -27,6 +29,7 @@ __all__ = [
 
 # A Service name is an RFC 1035 label; every other object we name accepts it too.
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 
 
@@ -103,12 +106,21 @@ class ServiceOptions:
     api_port: int | None = None
     #: TCP ports the service may reach anywhere (e.g. 443 for webhook delivery).
     egress_ports: tuple[int, ...] = ()
+    #: Extra environment variables of the service's container (e.g. where its API listens).
+    env: Mapping[str, str] = field(default_factory=dict)
     resources: Resources = field(default_factory=Resources)
     scaling: Scaling = field(default_factory=Scaling)
 
     def __post_init__(self) -> None:
         if ":" not in self.app:
             raise DeployError(f"service app {self.app!r} must be MODULE:APP")
+        object.__setattr__(self, "env", types.MappingProxyType(dict(self.env)))
+        for name, value in self.env.items():
+            if not _ENV_NAME.match(name) or not isinstance(value, str):
+                raise DeployError(
+                    f"service {self.app}: env {name}={value!r} needs a variable name "
+                    "(letters, digits, _) and a string value"
+                )
         ports = [*self.egress_ports, *([self.api_port] if self.api_port is not None else [])]
         if any(not 0 < port < 65536 for port in ports):
             raise DeployError(f"service {self.app}: ports must be in 1..65535")

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rivulet.deploy._errors import DeployError
 from rivulet.deploy._model import PRE_STOP_PAUSE_S, DeployConfig, Service
 
 __all__ = [
@@ -67,6 +68,24 @@ def deployment(
     if options.api_port is not None:
         ports.append({"name": "http", "containerPort": options.api_port, "protocol": "TCP"})
     probe_port = "metrics"
+    env: list[dict[str, Any]] = [
+        {"name": "RIVULET_HTTP_LISTEN", "value": f"0.0.0.0:{config.metrics_port}"},
+        {"name": "RIVULET_SHUTDOWN_TIMEOUT_S", "value": _seconds(config.drain_s)},
+        {"name": "RIVULET_KAFKA_SASL_USERNAME", "value": name},
+        {
+            "name": "RIVULET_KAFKA_SASL_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": name, "key": "password"}},
+        },
+        {
+            "name": "RIVULET_DATABASE_URL",
+            "value": f"$(RIVULET_DATABASE_PREFIX){name}$(RIVULET_DATABASE_SUFFIX)",
+        },
+        {"name": "OTEL_SERVICE_NAME", "value": name},
+    ]
+    clash = {e["name"] for e in env} & set(options.env)
+    if clash:
+        raise DeployError(f"service {name}: env {sorted(clash)} is set by the deployment itself")
+    env += [{"name": key, "value": value} for key, value in sorted(options.env.items())]
     container: dict[str, Any] = {
         "name": "service",
         "image": config.image,
@@ -77,20 +96,7 @@ def deployment(
             {"configMapRef": {"name": ENV_CONFIGMAP}},
             {"secretRef": {"name": DATABASE_SECRET}},
         ],
-        "env": [
-            {"name": "RIVULET_HTTP_LISTEN", "value": f"0.0.0.0:{config.metrics_port}"},
-            {"name": "RIVULET_SHUTDOWN_TIMEOUT_S", "value": _seconds(config.drain_s)},
-            {"name": "RIVULET_KAFKA_SASL_USERNAME", "value": name},
-            {
-                "name": "RIVULET_KAFKA_SASL_PASSWORD",
-                "valueFrom": {"secretKeyRef": {"name": name, "key": "password"}},
-            },
-            {
-                "name": "RIVULET_DATABASE_URL",
-                "value": f"$(RIVULET_DATABASE_PREFIX){name}$(RIVULET_DATABASE_SUFFIX)",
-            },
-            {"name": "OTEL_SERVICE_NAME", "value": name},
-        ],
+        "env": env,
         "startupProbe": _probe("/healthz", probe_port, period=2, failures=60),
         "livenessProbe": _probe("/healthz", probe_port, period=10, failures=3),
         "readinessProbe": _probe("/readyz", probe_port, period=5, failures=2),
