@@ -167,36 +167,37 @@ def _service_documents(
 
 
 def _schemas_check_job(services: Sequence[Service], config: DeployConfig) -> dict[str, Any]:
-    """``rivulet schemas check`` on every app: run it and wait for it before rolling out."""
+    """``rivulet schemas check APP`` for every app: run it and wait for it before rolling out.
+
+    One container per app (the command checks one app): the pod, and so the Job,
+    succeeds only if every app's schemas are compatible with the registry.
+    """
     labels = {
         **_COMMON_LABELS,
         "app.kubernetes.io/name": "schemas-check",
         "app.kubernetes.io/component": "preflight",
     }
-    container = {
-        "name": "schemas-check",
-        "image": config.image,
-        "imagePullPolicy": "IfNotPresent",
-        "args": [
-            "schemas",
-            "check",
-            "--registry",
-            f"http://schema-registry:{config.registry_port}",
-            *(svc.options.app for svc in services),
-        ],
-        "envFrom": [{"configMapRef": {"name": ENV_CONFIGMAP}}],
-        "resources": {
-            "requests": {"cpu": "50m", "memory": "128Mi"},
-            "limits": {"cpu": "500m", "memory": "256Mi"},
-        },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
-    }
+    registry = f"http://schema-registry:{config.registry_port}"
+    checks = [
+        {
+            "name": f"check-{svc.name}",
+            "image": config.image,
+            "imagePullPolicy": "IfNotPresent",
+            "args": ["schemas", "check", svc.options.app, "--registry", registry],
+            "resources": {
+                "requests": {"cpu": "20m", "memory": "96Mi"},
+                "limits": {"cpu": "500m", "memory": "256Mi"},
+            },
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "runAsNonRoot": True,
+                "capabilities": {"drop": ["ALL"]},
+            },
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+        }
+        for svc in services
+    ]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -225,7 +226,7 @@ def _schemas_check_job(services: Sequence[Service], config: DeployConfig) -> dic
                         "runAsGroup": RUN_AS,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
-                    "containers": [container],
+                    "containers": checks,
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
                 },
             },
