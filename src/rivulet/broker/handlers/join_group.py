@@ -34,7 +34,8 @@ async def handle(ctx: RequestContext, request: Any) -> Response:
         session_timeout_ms=session,
         rebalance_timeout_ms=millis(getattr(request, "rebalance_timeout", session)),
         protocol_type=request.protocol_type,
-        protocols=tuple(GroupProtocol(p.name, p.metadata) for p in request.protocols),
+        # Copied: the coordinator keeps metadata long after the request buffer is gone.
+        protocols=tuple(GroupProtocol(p.name, bytes(p.metadata)) for p in request.protocols),
         require_known_member_id=version >= 4,
         supports_skip_assignment=version >= 9,
         reason=getattr(request, "reason", None),

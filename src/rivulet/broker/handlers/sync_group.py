@@ -24,7 +24,8 @@ async def handle(ctx: RequestContext, request: Any) -> Response:
         group_instance_id=getattr(request, "group_instance_id", None),
         protocol_type=getattr(request, "protocol_type", None),
         protocol_name=getattr(request, "protocol_name", None),
-        assignments={a.member_id: a.assignment for a in request.assignments},
+        # Copied: assignments outlive the request buffer.
+        assignments={a.member_id: bytes(a.assignment) for a in request.assignments},
     )
     answer = await groups(ctx).sync_group(sync)
     return {
