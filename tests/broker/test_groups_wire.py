@@ -608,3 +608,29 @@ async def test_stopping_the_broker_answers_parked_joins(tmp_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+async def test_deleting_a_topic_forgets_its_committed_offsets(client: WireClient) -> None:
+    await ensure_topic(client, "doomed")
+    commit = {
+        "group_id": "g",
+        "generation_id_or_member_epoch": -1,
+        "member_id": "",
+        "retention_time": -1,
+        "topics": [
+            {
+                "name": "doomed",
+                "partitions": [
+                    {"partition_index": 0, "committed_offset": 7, "committed_metadata": ""}
+                ],
+            }
+        ],
+    }
+    assert (await client.request(COMMIT, 2, commit)).topics[0].partitions[0].error_code is E.none
+    deleted = await client.request(20, 4, {"topic_names": ["doomed"], "timeout": 5_000})
+    assert deleted.responses[0].error_code is E.none
+    await ensure_topic(client, "doomed")  # re-created under the same name
+    fetched = await client.request(
+        FETCH, 5, {"group_id": "g", "topics": [{"name": "doomed", "partition_indexes": [0]}]}
+    )
+    assert fetched.topics[0].partitions[0].committed_offset == -1

@@ -293,3 +293,19 @@ def test_list_groups_filters_by_state_and_type() -> None:
     assert h.coordinator.list_groups(states=["bogus"]) == []
     assert len(h.coordinator.list_groups(types=["Classic"])) == 2
     assert h.coordinator.list_groups(types=["consumer"]) == []
+
+
+def test_deleting_a_topic_forgets_its_offsets_in_every_group() -> None:
+    h = Harness()
+    (a,), generation = h.stable_group(1)
+    h.commit({T0: 1, P0: 2}, member_id=a, generation_id=generation)
+    h.commit({T1: 3}, group_id="idle")
+    h.take(h.coordinator.delete_topic_offsets(["orders"], h.now))
+    assert fetch(h) == {P0: 2}
+    assert h.coordinator.group("idle") is None  # nothing left to remember
+    tombstones = [r for r in h.records if isinstance(r, OffsetCommitRecord) and r.value is None]
+    assert {(r.group_id, r.topic, r.partition) for r in tombstones} == {
+        ("g", "orders", 0),
+        ("idle", "orders", 1),
+    }
+    assert h.state() is S.STABLE

@@ -803,14 +803,31 @@ class GroupCoordinator:
                 self._records.append(OffsetCommitRecord(group_id, tp.topic, tp.partition, None))
         return OffsetDeleteResult(_E.none, errors)
 
+    def delete_topic_offsets(self, topics: Collection[str], now_ms: int) -> CoordinatorResult[None]:
+        """Topics were deleted: every group forgets its offsets for them.
+
+        Without this, a topic re-created under the same name would hand its
+        consumers positions from the old topic (Kafka forgets them too).
+        """
+        self._begin(now_ms)
+        names = set(topics)
+        for group in list(self._groups.values()):
+            gone = [tp for tp in group.offsets if tp.topic in names]
+            if gone:
+                self._forget_offsets(group, gone)
+                if group.state is _S.EMPTY and not group.offsets and not group.pending_members:
+                    self._delete_group(group)
+        return self._finish(None)
+
+    def _forget_offsets(self, group: ClassicGroup, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            del group.offsets[tp]
+            self._records.append(OffsetCommitRecord(group.group_id, tp.topic, tp.partition, None))
+
     def _expire_offsets(self) -> None:
         retention = self._config.offsets_retention_ms
         for group in list(self._groups.values()):
-            for tp in group.expired_offsets(self._now, retention):
-                del group.offsets[tp]
-                self._records.append(
-                    OffsetCommitRecord(group.group_id, tp.topic, tp.partition, None)
-                )
+            self._forget_offsets(group, group.expired_offsets(self._now, retention))
             # A group with nothing left to remember goes away (Kafka does the same).
             if group.state is _S.EMPTY and not group.offsets and not group.pending_members:
                 self._delete_group(group)

@@ -202,6 +202,10 @@ class GroupRuntime:
             return OffsetDeleteResult(_PERSIST_FAILED)
         return result.response
 
+    def topics_deleted(self, topics: Collection[str]) -> None:
+        """Forget every group's offsets for deleted topics (call after deleting them)."""
+        self._apply(self.coordinator.delete_topic_offsets(topics, self._clock()))
+
     def describe_groups(self, group_ids: Iterable[str]) -> list[GroupDescription]:
         return self.coordinator.describe_groups(group_ids)
 

@@ -46,6 +46,7 @@ async def handle(ctx: RequestContext, request: Any) -> Response:
             entry.update(error_code=exc.error_code, error_message=str(exc))
         else:
             entry["topic_id"] = deleted.topic_id
+            ctx.broker.groups.topics_deleted([name])  # a re-created topic starts afresh
         responses.append(entry)
     return {"throttle_time": 0, "responses": responses}
 
