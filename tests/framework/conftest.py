@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import quote
 
 import psycopg
@@ -52,3 +54,25 @@ async def database(database_url: str) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.close()
+
+
+def run_cli(module: ModuleType, argv: list[str]) -> int:
+    """Run one ``rivulet`` subcommand module as ``rivulet NAME argv...`` would.
+
+    Called directly rather than through ``rivulet.cli.main``, whose registry other
+    subcommands being written at the same time may leave unloadable for a while.
+    """
+    parser = argparse.ArgumentParser(prog=f"rivulet {module.NAME}")
+    module.add_arguments(parser)
+    status: int = module.run(parser.parse_args(argv))
+    return status
+
+
+#: ``python -c`` code running one subcommand module: ``argv[1]`` names it.
+CLI_SCRIPT = (
+    "import argparse, importlib, sys\n"
+    "m = importlib.import_module(sys.argv[1])\n"
+    "p = argparse.ArgumentParser()\n"
+    "m.add_arguments(p)\n"
+    "sys.exit(m.run(p.parse_args(sys.argv[2:])))\n"
+)

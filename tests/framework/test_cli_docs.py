@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from rivulet import ConfigurationError
-from rivulet.cli.main import main
+from rivulet.cli import docs
 from rivulet.framework._loader import load_app
+
+from .conftest import run_cli
 
 APP_SOURCE = """
 from rivulet import App, Event
@@ -38,8 +40,8 @@ def module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 def test_asyncapi_to_a_file(module: str, tmp_path: Path) -> None:
     out = tmp_path / "asyncapi.json"
-    status = main(
-        ["docs", "asyncapi", f"{module}:app", "--server", "dev=127.0.0.1:9092", "-o", str(out)]
+    status = run_cli(
+        docs, ["asyncapi", f"{module}:app", "--server", "dev=127.0.0.1:9092", "-o", str(out)]
     )
     assert status == 0
     document = json.loads(out.read_text())
@@ -51,7 +53,7 @@ def test_asyncapi_to_a_file(module: str, tmp_path: Path) -> None:
 def test_topology_to_stdout_finds_the_only_app(
     module: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["docs", "topology", module]) == 0
+    assert run_cli(docs, ["topology", module]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["groups"] == ["large-orders"]
 
@@ -71,5 +73,5 @@ def test_loader_errors_say_what_to_fix(module: str, target: str, message: str) -
 
 
 def test_cli_reports_loader_errors(module: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["docs", "asyncapi", f"{module}:nope"]) == 2
+    assert run_cli(docs, ["asyncapi", f"{module}:nope"]) == 2
     assert "has no attribute" in capsys.readouterr().err

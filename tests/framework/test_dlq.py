@@ -8,10 +8,12 @@ import json
 import pytest
 
 from rivulet import App, Event, RetryPolicy
-from rivulet.cli.main import main
+from rivulet.cli import dlq
 from rivulet.framework._dlq import describe, replay_records, select
 from rivulet.framework._wire import ConsumedRecord
 from rivulet.framework.testing import KafkaHarness
+
+from .conftest import run_cli
 
 
 class OrderPlaced(Event):
@@ -78,7 +80,7 @@ async def test_a_parked_key_waits_for_its_dead_letter_and_replay_releases_it(
             raise OSError("stock database unavailable")
         handled.append(event.order_id)
 
-    cli = ["dlq", "--bootstrap-servers", kafka.bootstrap_servers]
+    cli = ["--bootstrap-servers", kafka.bootstrap_servers]
     async with kafka.run(app):
         await kafka.publish("orders", OrderPlaced(order_id="first"), key="A")
         await kafka.publish("orders", OrderPlaced(order_id="second"), key="A")
@@ -88,7 +90,7 @@ async def test_a_parked_key_waits_for_its_dead_letter_and_replay_releases_it(
         reasons = [dict(r.headers)["rivulet_dlt-reason"] for r in dead_letters]
         assert reasons == [b"handler-error", b"parked"]
 
-        assert await asyncio.to_thread(main, [*cli, "list", "orders-dlt", "--json"]) == 0
+        assert await asyncio.to_thread(run_cli, dlq, [*cli, "list", "orders-dlt", "--json"]) == 0
         listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert [(d["key"], d["reason"], d["group"]) for d in listed] == [
             ("A", "handler-error", "inventory"),
@@ -97,7 +99,7 @@ async def test_a_parked_key_waits_for_its_dead_letter_and_replay_releases_it(
         assert listed[0]["exception"] == "OSError"
         assert listed[0]["message"] == "stock database unavailable"
         position = listed[0]["position"]
-        assert await asyncio.to_thread(main, [*cli, "show", "orders-dlt", position]) == 0
+        assert await asyncio.to_thread(run_cli, dlq, [*cli, "show", "orders-dlt", position]) == 0
         shown = capsys.readouterr().out
         assert "stock database unavailable" in shown
         assert "Traceback" in shown
@@ -107,7 +109,9 @@ async def test_a_parked_key_waits_for_its_dead_letter_and_replay_releases_it(
         await kafka.records("orders-dlt", count=3)
 
         broken = False  # the cause is fixed; re-drive key A in order
-        assert await asyncio.to_thread(main, [*cli, "replay", "orders-dlt", "--key", "A"]) == 0
+        assert (
+            await asyncio.to_thread(run_cli, dlq, [*cli, "replay", "orders-dlt", "--key", "A"]) == 0
+        )
         assert "3 records replayed" in capsys.readouterr().out
         await kafka.until(lambda: len(handled) == 4, what="the replayed records")
         assert handled == ["other", "first", "second", "third"]
@@ -121,7 +125,7 @@ async def test_replay_needs_a_selection(
     kafka: KafkaHarness, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status = await asyncio.to_thread(
-        main, ["dlq", "--bootstrap-servers", kafka.bootstrap_servers, "replay", "orders-dlt"]
+        run_cli, dlq, ["--bootstrap-servers", kafka.bootstrap_servers, "replay", "orders-dlt"]
     )
     assert status == 2
     assert "say what to replay" in capsys.readouterr().err

@@ -16,6 +16,8 @@ from pathlib import Path
 from rivulet import Event
 from rivulet.framework.testing import KafkaHarness
 
+from .conftest import CLI_SCRIPT
+
 SERVICE = """
 import asyncio
 from rivulet import App, Context, Event
@@ -61,7 +63,7 @@ async def start(kafka: KafkaHarness, workdir: Path, **env: str) -> asyncio.subpr
         **env,
     }
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rivulet.cli.main", "run", "counter_service:app",
+        sys.executable, "-c", CLI_SCRIPT, "rivulet.cli.run", "counter_service:app",
         cwd=workdir, env=environ,
     )  # fmt: skip
 

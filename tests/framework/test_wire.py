@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -12,13 +13,13 @@ from hypothesis import strategies as st
 
 from rivulet.framework import Event
 from rivulet.framework._errors import InvalidPayloadError, MalformedRecordError
+from rivulet.framework._ids import TraceParent, parse_ce_time
+from rivulet.framework._publishing import EventEncoder
 from rivulet.framework._wire import (
     ConsumedRecord,
-    Envelope,
     Headers,
     JsonSerializer,
     Serializer,
-    build_record,
     decode_envelope,
 )
 
@@ -52,17 +53,18 @@ orders = st.builds(
     note=st.none() | text,
     score=st.floats(allow_nan=False, allow_infinity=False),
 )
-envelopes = st.builds(
-    Envelope,
-    id=ids,
-    type=st.none(),
-    source=text,
-    time=st.none() | st.just("2024-05-01T12:00:00.123Z"),
-    content_type=st.none(),
-    correlation_id=st.none() | ids,
-    causation_id=st.none() | ids,
-    traceparent=st.none() | st.just("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-)
+
+
+def encoder(source: str, now_ms: int = 1_714_564_800_123) -> EventEncoder:
+    return EventEncoder(
+        source=source,
+        serializers=[JsonSerializer()],
+        clock_ms=lambda: now_ms,
+        random_bits=random.Random(1).getrandbits,
+    )
+
+
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def consumed(record_headers: Headers, value: bytes | None) -> ConsumedRecord:
@@ -77,48 +79,68 @@ def consumed(record_headers: Headers, value: bytes | None) -> ConsumedRecord:
     )
 
 
-@given(event=orders, envelope=envelopes, key=st.none() | text | st.binary(max_size=8))
+@given(
+    event=orders,
+    source=text,
+    event_id=st.none() | ids,
+    correlation_id=st.none() | ids,
+    causation_id=st.none() | ids,
+    traceparent=st.none() | st.just(TRACE),
+    key=st.none() | text | st.binary(max_size=8),
+    now_ms=st.integers(0, 253402300799999),
+)
 def test_round_trip_through_a_kafka_record(
-    event: OrderPlaced, envelope: Envelope, key: str | bytes | None
+    event: OrderPlaced,
+    source: str,
+    event_id: str | None,
+    correlation_id: str | None,
+    causation_id: str | None,
+    traceparent: str | None,
+    key: str | bytes | None,
+    now_ms: int,
 ) -> None:
-    serializer = JsonSerializer()
-    record = build_record(event, topic="orders", key=key, serializer=serializer, envelope=envelope)
+    built = encoder(source, now_ms).build(
+        event,
+        topic="orders",
+        key=key,
+        event_id=event_id,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        traceparent=traceparent,
+    )
+    record = built.record
     assert record.key == (key.encode() if isinstance(key, str) else key)
     decoded = decode_envelope(consumed(record.headers, record.value))
-    assert decoded.id == envelope.id
-    assert decoded.type == "OrderPlaced"
-    assert decoded.source == envelope.source
-    assert decoded.time == envelope.time
+    assert decoded.id == built.event_id == (event_id or decoded.id)
+    assert decoded.type == "OrderPlaced" == built.event_type
+    assert decoded.source == source
+    assert decoded.time is not None
+    assert parse_ce_time(decoded.time) == now_ms
     assert decoded.content_type == "application/json"
-    assert decoded.correlation_id == envelope.correlation_id
-    assert decoded.causation_id == envelope.causation_id
-    assert decoded.traceparent == envelope.traceparent
+    assert decoded.correlation_id == (correlation_id or built.event_id)
+    assert decoded.causation_id == causation_id
+    assert decoded.traceparent is not None
+    assert TraceParent.parse(decoded.traceparent) is not None
+    if traceparent is not None:
+        assert decoded.traceparent == traceparent
     assert record.value is not None
-    again = serializer.decode(record.value, OrderPlaced, topic="orders")
+    again = JsonSerializer().decode(record.value, OrderPlaced, topic="orders")
     assert again == event
     assert math.isclose(again.score, event.score) or again.score == event.score
 
 
 def test_headers_are_the_cloudevents_kafka_binding() -> None:
-    envelope = Envelope(
-        id="e-1",
-        type=None,
-        source="orders-service",
-        time="2024-05-01T12:00:00.123Z",
-        content_type=None,
-        correlation_id="c-1",
-        causation_id="e-0",
-        traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-    )
-    record = build_record(
+    built = encoder("orders-service").build(
         Renamed(order_id="o-1"),
         topic="orders",
         key="o-1",
-        serializer=JsonSerializer(),
-        envelope=envelope,
-        extra_headers=[("x-tenant", b"acme")],
+        event_id="e-1",
+        correlation_id="c-1",
+        causation_id="e-0",
+        traceparent=TRACE,
+        headers=[("x-tenant", b"acme")],
     )
-    assert dict(record.headers) == {
+    assert dict(built.record.headers) == {
         "ce_specversion": b"1.0",
         "ce_id": b"e-1",
         "ce_type": b"shop.order-renamed.v2",
@@ -127,10 +149,18 @@ def test_headers_are_the_cloudevents_kafka_binding() -> None:
         "content-type": b"application/json",
         "ce_correlationid": b"c-1",
         "ce_causationid": b"e-0",
-        "traceparent": b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "traceparent": TRACE.encode(),
         "x-tenant": b"acme",
     }
-    assert record.value == b'{"order_id":"o-1"}'
+    assert built.record.value == b'{"order_id":"o-1"}'
+
+
+def test_a_new_event_starts_its_own_chain_and_trace() -> None:
+    built = encoder("s").build(Renamed(order_id="o"), topic="t", key=None)
+    headers = dict(built.record.headers)
+    assert headers["ce_correlationid"] == headers["ce_id"] == built.event_id.encode()
+    assert "ce_causationid" not in headers
+    assert TraceParent.parse(headers["traceparent"].decode()) is not None
 
 
 def test_records_of_plain_producers_get_a_stable_id() -> None:

@@ -69,13 +69,35 @@ def to_record(message: Any) -> ConsumedRecord:
 
 
 class _Delivery:
-    """What remains to be done for one started record."""
+    """One started record: its publishes awaiting confirmation, and whether it returned."""
 
-    __slots__ = ("pending", "released")
+    __slots__ = ("offset", "pending", "released", "runner")
 
-    def __init__(self) -> None:
+    def __init__(self, runner: PartitionRunner, offset: int) -> None:
+        self.runner = runner
+        self.offset = offset
         self.pending = 0
         self.released = False
+
+    def sink(self, built: Built) -> Awaitable[None] | None:
+        """The handler's publishes (direct publishing): enqueue, wait only for queue room."""
+        self.pending += 1
+        owner = self.runner.owner
+        owner.metrics.published(built.record.topic)
+        if owner.producer.produce(built.record, self.delivered):
+            return None
+        return owner.producer.send(built.record, self.delivered)
+
+    def delivered(self, error: Any, _message: Any) -> None:
+        """librdkafka's delivery report for one of this record's publishes."""
+        self.pending -= 1
+        runner = self.runner
+        if runner.closed:
+            return
+        if error is not None:
+            runner.owner.delivery_failed(runner, self.offset, PublishError(error.str()))
+        elif self.released and self.pending == 0:
+            runner._complete(self.offset)
 
 
 class PartitionRunner:
@@ -117,46 +139,24 @@ class PartitionRunner:
 
     async def _work(self) -> None:
         owner = self.owner
+        producer = owner.producer
         while True:
             offset = await self.queue.get()
             if self.draining:
                 continue  # left for the partition's next owner (the commit stops before it)
             self.started.add(offset)
             self.quiet.clear()
-            record = self.records[offset]
-            delivery = _Delivery()
-            outcome = await owner.process(record, self._sink(offset, delivery))
+            delivery = _Delivery(self, offset)
+            outcome = await owner.process(self.records[offset], delivery.sink)
             if isinstance(outcome, Forwarded):
                 delivery.pending += 1
-                await owner.producer.send(outcome.record, self._delivered(offset, delivery))
+                await producer.send(outcome.record, delivery.delivered)
                 owner.metrics.published(outcome.record.topic)
             self.window.release(offset)
             self.kick()
             delivery.released = True
             if delivery.pending == 0:
                 self._complete(offset)
-
-    def _sink(self, offset: int, delivery: _Delivery) -> Sink:
-        owner = self.owner
-
-        async def sink(built: Built) -> None:
-            delivery.pending += 1
-            await owner.producer.send(built.record, self._delivered(offset, delivery))
-            owner.metrics.published(built.record.topic)
-
-        return sink
-
-    def _delivered(self, offset: int, delivery: _Delivery) -> Callable[[PublishError | None], None]:
-        def done(error: PublishError | None) -> None:
-            delivery.pending -= 1
-            if self.closed:
-                return
-            if error is not None:
-                self.owner.delivery_failed(self, offset, error)
-            elif delivery.released and delivery.pending == 0:
-                self._complete(offset)
-
-        return done
 
     def _complete(self, offset: int) -> None:
         if self.closed:
@@ -524,9 +524,7 @@ class GroupConsumer:
                     self._maybe_commit()
                     continue
                 # Paused partitions return nothing; the call still serves rebalances.
-                messages = await loop.run_in_executor(
-                    self._thread, self._consumer.consume, max(room, 1), 0.1
-                )
+                messages = await loop.run_in_executor(self._thread, self._fetch, max(room, 1))
                 self._intake(messages)
                 self.producer.poll()
                 self._maybe_commit()
@@ -536,6 +534,17 @@ class GroupConsumer:
             raise
         finally:
             await self._shutdown()
+
+    def _fetch(self, room: int) -> list[Any]:
+        # consume(n, timeout) waits for n messages or the whole timeout, which stalls the
+        # handlers whenever less than a full batch is queued: wait for the first message,
+        # then take whatever else is already there.
+        first = self._consumer.poll(0.1)
+        if first is None:
+            return []
+        if room == 1:
+            return [first]
+        return [first, *self._consumer.consume(room - 1, 0)]
 
     async def _shutdown(self) -> None:
         loop = asyncio.get_running_loop()

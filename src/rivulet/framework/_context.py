@@ -15,8 +15,9 @@ from rivulet.framework._wire import ConsumedRecord, Envelope
 
 __all__ = ["Context", "OutboxWriter", "Sink", "Transaction"]
 
-#: Hands a built record to the producer (direct publishing).
-Sink = Callable[[Built], Awaitable[None]]
+#: Hands a built record to the producer (direct publishing); returns an awaitable only
+#: when the producer's queue is full and the caller has to wait for room.
+Sink = Callable[[Built], Awaitable[None] | None]
 #: Stores a built record in the outbox table within a transaction.
 OutboxWriter = Callable[[SqlTransaction, Built], Awaitable[None]]
 
@@ -173,7 +174,7 @@ class Context:
     def traceparent(self) -> str:
         """W3C trace context of this handling; published events carry it."""
         if self._trace is None:
-            self._trace = self._encoder.trace_for(self._envelope.traceparent).header()
+            self._trace = self._encoder.trace_for(self._envelope.traceparent)
         return self._trace
 
     @property
@@ -229,5 +230,7 @@ class Context:
         if self._transaction is not None:
             await self._transaction._publish_built(built)
         else:
-            await self._sink(built)
+            waiting = self._sink(built)
+            if waiting is not None:
+                await waiting
         return built.event_id

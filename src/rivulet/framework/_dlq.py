@@ -40,7 +40,6 @@ from rivulet.framework._retry import (
     ORIGINAL_TOPIC,
     attempt_of,
     decode_int,
-    header_value,
 )
 from rivulet.framework._wire import EVENT_ID, EVENT_TYPE, ConsumedRecord, OutgoingRecord
 
@@ -87,7 +86,7 @@ class DeadLetter:
 
 
 def _text(record: ConsumedRecord, name: str) -> str | None:
-    raw = header_value(record.headers, name)
+    raw = record.header(name)
     return None if raw is None else raw.decode("utf-8", "replace")
 
 
@@ -101,9 +100,9 @@ def describe(record: ConsumedRecord) -> DeadLetter:
         event_id=_text(record, EVENT_ID),
         event_type=_text(record, EVENT_TYPE),
         original_topic=_text(record, ORIGINAL_TOPIC),
-        original_partition=decode_int(header_value(record.headers, ORIGINAL_PARTITION)),
-        original_offset=decode_int(header_value(record.headers, ORIGINAL_OFFSET)),
-        original_timestamp_ms=decode_int(header_value(record.headers, ORIGINAL_TIMESTAMP)),
+        original_partition=decode_int(record.header(ORIGINAL_PARTITION)),
+        original_offset=decode_int(record.header(ORIGINAL_OFFSET)),
+        original_timestamp_ms=decode_int(record.header(ORIGINAL_TIMESTAMP)),
         group=_text(record, ORIGINAL_CONSUMER_GROUP),
         reason=_text(record, DLT_REASON),
         exception=_text(record, EXCEPTION_FQCN),

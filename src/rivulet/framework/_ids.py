@@ -102,6 +102,8 @@ def parse_ce_time(text: str) -> int | None:
     return (moment - _EPOCH) // _ONE_MS
 
 
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
@@ -146,3 +148,17 @@ class TraceParent:
     def header(self) -> str:
         """The header value."""
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
+
+    @staticmethod
+    def child_header(parent: str, span_bits: int) -> str | None:
+        """``TraceParent.parse(parent).child(span_bits).header()``, without the objects.
+
+        ``None`` when ``parent`` is not a valid version-00 ``traceparent``. Runs for
+        every handled event that publishes.
+        """
+        if len(parent) != 55 or _TRACEPARENT.match(parent) is None:
+            return None
+        if parent.startswith("ff") or parent[3:35] == _ZERO_TRACE or parent[36:52] == _ZERO_SPAN:
+            return None
+        span = (span_bits & 0xFFFF_FFFF_FFFF_FFFF) or 1
+        return f"{parent[:36]}{span:016x}{parent[52:]}"

@@ -26,15 +26,15 @@ from rivulet.framework._errors import PublishError
 from rivulet.framework._wire import OutgoingRecord
 
 __all__ = [
-    "DeliveryCallback",
+    "DeliveryReport",
     "Producer",
     "admin_config",
     "consumer_config",
     "producer_config",
 ]
 
-#: Called with ``None`` once the broker confirmed the record, or with the error.
-DeliveryCallback = Callable[[PublishError | None], None]
+#: librdkafka's delivery report: ``(error or None, message)``.
+DeliveryReport = Callable[[Any, Any], None]
 
 
 # One ``kafka`` settings table serves every client; librdkafka warns about properties
@@ -104,7 +104,6 @@ class Producer:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self._producer = confluent_kafka.Producer(dict(config))
-        self._outstanding = 0
         self._work = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
 
@@ -118,30 +117,28 @@ class Producer:
     @property
     def outstanding(self) -> int:
         """Records produced and not yet confirmed or failed."""
-        return self._outstanding
+        return len(self._producer)
 
-    def produce(self, record: OutgoingRecord, on_delivery: DeliveryCallback) -> bool:
-        """Enqueue ``record``; ``False`` when librdkafka's queue is full (poll, then retry)."""
+    def produce(self, record: OutgoingRecord, on_delivery: DeliveryReport) -> bool:
+        """Enqueue ``record``; ``False`` when librdkafka's queue is full (poll, then retry).
 
-        def delivered(err: Any, _msg: Any) -> None:
-            self._outstanding -= 1
-            on_delivery(None if err is None else PublishError(f"{record.topic}: {err.str()}"))
-
+        ``on_delivery(error, message)`` is librdkafka's report, called from :meth:`poll`:
+        ``error`` is ``None`` once the broker confirmed the record.
+        """
         try:
             self._producer.produce(
                 record.topic,
                 value=record.value,
                 key=record.key,
                 headers=cast(Any, record.headers),  # list invariance: ours are (str, bytes)
-                on_delivery=delivered,
+                on_delivery=on_delivery,
             )
         except BufferError:
             return False
-        self._outstanding += 1
         self._work.set()
         return True
 
-    async def send(self, record: OutgoingRecord, on_delivery: DeliveryCallback) -> None:
+    async def send(self, record: OutgoingRecord, on_delivery: DeliveryReport) -> None:
         """Enqueue ``record``, waiting for room in the queue if it is full."""
         while not self.produce(record, on_delivery):
             self.poll()
@@ -154,16 +151,16 @@ class Producer:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         remaining = len(records)
-        errors: list[PublishError] = []
+        errors: list[str] = []
 
-        def on_delivery(error: PublishError | None) -> None:
+        def on_delivery(error: Any, _message: Any) -> None:
             nonlocal remaining
             remaining -= 1
             if error is not None:
-                errors.append(error)
+                errors.append(error.str())
             if remaining == 0 and not done.done():
                 if errors:
-                    done.set_exception(errors[0])
+                    done.set_exception(PublishError(f"{len(errors)} not confirmed: {errors[0]}"))
                 else:
                     done.set_result(None)
 
@@ -178,7 +175,7 @@ class Producer:
 
     async def _poll_forever(self) -> None:
         while True:
-            if self._outstanding == 0:
+            if not len(self._producer):
                 self._work.clear()
                 await self._work.wait()
             self.poll()
@@ -188,10 +185,10 @@ class Producer:
         """Wait (polling) until every record is confirmed; returns how many are left."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while self._outstanding and loop.time() < deadline:
+        while len(self._producer) and loop.time() < deadline:
             self.poll()
             await asyncio.sleep(0.002)
-        return self._outstanding
+        return len(self._producer)
 
     async def close(self, timeout_s: float) -> int:
         """Flush, stop the poller; returns how many records were never confirmed."""

@@ -28,12 +28,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from rivulet.framework._context import Context, Sink, Transaction
 from rivulet.framework._db import Database
 from rivulet.framework._dispatch import Decoded, GroupRoutes, Route, decode
 from rivulet.framework._errors import ConfigurationError, DecodeError, NonRetriableError
+from rivulet.framework._events import Event
+from rivulet.framework._handlers import HandlerSpec
 from rivulet.framework._metrics import Metrics
 from rivulet.framework._outbox import Outbox
 from rivulet.framework._publishing import EventEncoder
@@ -45,7 +47,6 @@ from rivulet.framework._retry import (
     attempt_of,
     dead_letter_topic,
     forward_headers,
-    header_value,
     main_topic_of,
 )
 from rivulet.framework._store import FrameworkStore
@@ -144,7 +145,14 @@ class Processor:
         self._log = logger or logging.getLogger("rivulet.handler")
         self._metrics = metrics
         self._monotonic = monotonic
-        self._tracing = tracing or Tracing()
+        # Whether OpenTelemetry traces is settled when the processor is made (configure
+        # the SDK before starting the app), so untraced handling pays nothing for it.
+        tracing = tracing or Tracing()
+        self._tracing = tracing if tracing.enabled() else None
+        # Handler time limits: one watchdog per processor instead of a timer per call.
+        self._deadlines: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
         self._parked: dict[str, dict[bytes | None, str | None]] = {}
 
     def forget_parking(self) -> None:
@@ -170,7 +178,7 @@ class Processor:
             )
         if decoded is None:
             return self._skip(record, "unhandled-type")
-        replay = header_value(record.headers, REPLAY)
+        replay = record.header(REPLAY)
         replay_batch = None if replay is None else replay.decode("utf-8", "replace")
         if route.park_failed_keys:
             parked = await self._parked_keys(route.topic)
@@ -223,7 +231,7 @@ class Processor:
                 if isinstance(decision, DeadLetter):
                     return await self._dead_letter(record, route, decision, exc, replay_batch)
                 return self._forward(record, decision, exc)
-            last = header_value(record.headers, REPLAY_LAST) is not None
+            last = record.header(REPLAY_LAST) is not None
             if route.park_failed_keys and replay_batch is not None and last:
                 await self._unpark(route, record.key)
             if self._metrics is not None:
@@ -263,6 +271,19 @@ class Processor:
         tx: Transaction | None,
     ) -> None:
         spec = decoded.spec
+        if self._tracing is None:
+            ctx = Context(
+                group=self.group,
+                record=record,
+                envelope=decoded.envelope,
+                encoder=self._encoder,
+                sink=sink,
+                transaction=tx,
+                attempt=delivery,
+                logger=self._log,
+            )
+            await self._call_handler(spec, decoded.event, ctx)
+            return
         with self._tracing.process(record, decoded.envelope, self.group, spec.name) as trace:
             ctx = Context(
                 group=self.group,
@@ -275,11 +296,47 @@ class Processor:
                 logger=self._log,
                 traceparent=trace,
             )
-            async with asyncio.timeout(spec.timeout_s or self._default_timeout_s):
-                if spec.takes_context:
-                    await spec.fn(decoded.event, ctx)
-                else:
-                    await spec.fn(decoded.event)
+            await self._call_handler(spec, decoded.event, ctx)
+
+    async def _call_handler(self, spec: HandlerSpec, event: Event, ctx: Context) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        timeout = spec.timeout_s or self._default_timeout_s
+        self._deadlines[task] = asyncio.get_running_loop().time() + timeout
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.get_running_loop().create_task(
+                self._watch(), name=f"rivulet-watchdog-{self.group}"
+            )
+        try:
+            if spec.takes_context:
+                await spec.fn(event, ctx)
+            else:
+                await spec.fn(event)
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise
+            self._expired.discard(task)
+            task.uncancel()
+            raise TimeoutError(f"handler {spec.name} ran longer than {timeout:g} s") from None
+        finally:
+            del self._deadlines[task]
+
+    async def _watch(self) -> None:
+        # Cancels handler calls past their deadline; ends when none is running.
+        loop = asyncio.get_running_loop()
+        while self._deadlines:
+            now = loop.time()
+            for task, deadline in list(self._deadlines.items()):
+                if deadline <= now and task not in self._expired:
+                    self._expired.add(task)
+                    task.cancel()
+            nearest = min(self._deadlines.values(), default=now)
+            await asyncio.sleep(min(max(nearest - now, 0.005), 0.1))
+
+    def close(self) -> None:
+        """Stop the handler-timeout watchdog."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
 
     async def _dead_letter(
         self,

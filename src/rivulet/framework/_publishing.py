@@ -13,9 +13,24 @@ from dataclasses import dataclass
 from rivulet.framework._errors import ConfigurationError, InvalidPayloadError
 from rivulet.framework._events import Event
 from rivulet.framework._ids import TraceParent, format_ce_time, new_event_id
-from rivulet.framework._wire import Envelope, OutgoingRecord, Serializer, build_record
+from rivulet.framework._wire import (
+    CAUSATION_ID,
+    CONTENT_TYPE,
+    CORRELATION_ID,
+    EVENT_ID,
+    EVENT_SOURCE,
+    EVENT_TIME,
+    EVENT_TYPE,
+    SPEC_VERSION,
+    TRACEPARENT,
+    OutgoingRecord,
+    Serializer,
+    encode_key,
+)
 
 __all__ = ["Built", "EventEncoder"]
+
+_SPEC_VERSION_HEADER = (SPEC_VERSION, b"1.0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +60,8 @@ class EventEncoder:
         self._by_type = {s.content_type: s for s in serializers}
         self._clock_ms = clock_ms
         self._random_bits = random_bits
+        self._source_header = (EVENT_SOURCE, source.encode())
+        self._parts: dict[type[Event], tuple[Serializer, tuple[str, bytes], tuple[str, bytes]]] = {}
 
     def serializer_for(self, model: type[Event]) -> Serializer:
         """The serializer that encodes ``model`` (its ``content_type``, else the default)."""
@@ -71,12 +88,13 @@ class EventEncoder:
             raise InvalidPayloadError(f"no serializer for content type {content_type!r}")
         return serializer
 
-    def trace_for(self, parent: str | None) -> TraceParent:
-        """A child of ``parent`` (a ``traceparent`` value), or a new trace."""
-        context = TraceParent.parse(parent) if parent else None
-        if context is None:
-            return TraceParent.new(self._random_bits(128), self._random_bits(64))
-        return context.child(self._random_bits(64))
+    def trace_for(self, parent: str | None) -> str:
+        """A ``traceparent`` for a span inside ``parent``'s, or for a new trace."""
+        if parent:
+            child = TraceParent.child_header(parent, self._random_bits(64))
+            if child is not None:
+                return child
+        return TraceParent.new(self._random_bits(128), self._random_bits(64)).header()
 
     def build(
         self,
@@ -93,28 +111,46 @@ class EventEncoder:
         """The record for ``event``; a new UUIDv7 id and a new trace unless given.
 
         A new event without a correlation id starts a chain: it correlates to itself.
+        Headers are the CloudEvents binding's (see ``_wire``), built directly from
+        per-class pre-encoded parts: this runs for every published event.
         """
-        if not isinstance(event, Event):
-            raise TypeError(f"publish() takes an Event, got {type(event).__name__}")
+        cls = type(event)
+        parts = self._parts.get(cls)
+        if parts is None:
+            if not isinstance(event, Event):
+                raise TypeError(f"publish() takes an Event, got {cls.__name__}")
+            parts = self._parts_of(cls)
+        serializer, type_header, content_type_header = parts
         now_ms = self._clock_ms()
         if event_id is None:
             event_id = new_event_id(now_ms, self._random_bits(74))
-        envelope = Envelope(
-            id=event_id,
-            type=None,
-            source=self.source,
-            time=format_ce_time(now_ms),
-            content_type=None,
-            correlation_id=correlation_id or event_id,
-            causation_id=causation_id,
-            traceparent=traceparent or self.trace_for(None).header(),
+        record_headers = [
+            _SPEC_VERSION_HEADER,
+            (EVENT_ID, event_id.encode()),
+            type_header,
+            self._source_header,
+            content_type_header,
+            (EVENT_TIME, format_ce_time(now_ms).encode()),
+            (CORRELATION_ID, (correlation_id or event_id).encode()),
+            (TRACEPARENT, (traceparent or self.trace_for(None)).encode()),
+        ]
+        if causation_id is not None:
+            record_headers.append((CAUSATION_ID, causation_id.encode()))
+        if headers:
+            record_headers.extend(headers)
+        record = OutgoingRecord(
+            topic, encode_key(key), serializer.encode(event, topic=topic), record_headers
         )
-        record = build_record(
-            event,
-            topic=topic,
-            key=key,
-            serializer=self.serializer_for(type(event)),
-            envelope=envelope,
-            extra_headers=headers,
+        return Built(record, event_id, cls.__event_type__)
+
+    def _parts_of(
+        self, cls: type[Event]
+    ) -> tuple[Serializer, tuple[str, bytes], tuple[str, bytes]]:
+        serializer = self.serializer_for(cls)
+        parts = (
+            serializer,
+            (EVENT_TYPE, cls.__event_type__.encode()),
+            (CONTENT_TYPE, serializer.content_type.encode()),
         )
-        return Built(record, event_id, event.__event_type__)
+        self._parts[cls] = parts
+        return parts

@@ -293,7 +293,7 @@ def encode_bigint(value: int) -> bytes:
 
 def main_topic_of(record: ConsumedRecord) -> str:
     """The topic a (possibly retried or replayed) record was first consumed from."""
-    raw = header_value(record.headers, ORIGINAL_TOPIC)
+    raw = record.header(ORIGINAL_TOPIC)
     if raw is not None:
         return raw.decode("utf-8", "replace")
     base, sep, delay = record.topic.rpartition(_RETRY_SUFFIX)
@@ -304,19 +304,19 @@ def main_topic_of(record: ConsumedRecord) -> str:
 
 def addressed_group(record: ConsumedRecord) -> str | None:
     """The only group that should handle this record, if it is a retry or a replay."""
-    raw = header_value(record.headers, ORIGINAL_CONSUMER_GROUP)
+    raw = record.header(ORIGINAL_CONSUMER_GROUP)
     return None if raw is None else raw.decode("utf-8", "replace")
 
 
 def attempt_of(record: ConsumedRecord) -> int:
     """The delivery attempt this record is (1 on the main topic, Spring's numbering)."""
-    value = decode_int(header_value(record.headers, ATTEMPTS))
+    value = decode_int(record.header(ATTEMPTS))
     return 1 if value is None or value < 1 else value
 
 
 def backoff_remaining_ms(record: ConsumedRecord, now_ms: int) -> int:
     """How long a retry-topic record must still wait before being handled (0: now)."""
-    due = decode_int(header_value(record.headers, BACKOFF_TIMESTAMP))
+    due = decode_int(record.header(BACKOFF_TIMESTAMP))
     return 0 if due is None else max(0, due - now_ms)
 
 

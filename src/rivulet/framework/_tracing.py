@@ -29,6 +29,10 @@ class Tracing:
     def __init__(self) -> None:
         self._tracer: trace.Tracer | None = None
 
+    def enabled(self) -> bool:
+        """Whether an SDK tracer provider is configured (so spans would be recorded)."""
+        return self._active_tracer() is not None
+
     def _active_tracer(self) -> trace.Tracer | None:
         if self._tracer is None:
             provider = trace.get_tracer_provider()

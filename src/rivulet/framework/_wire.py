@@ -19,8 +19,10 @@ value                  the event payload, encoded by a :class:`Serializer`
 ``traceparent``        W3C Trace Context, so traces span services
 =====================  ======================================================
 
-Header values are UTF-8 strings, as the binding requires. Other headers on a record
-(retry and dead-letter bookkeeping, user headers) are carried alongside untouched.
+Header values are UTF-8 strings, as the binding requires. ``EventEncoder``
+(``_publishing``) writes these headers; :func:`decode_envelope` reads them. Other
+headers on a record (retry and dead-letter bookkeeping, user headers) are carried
+alongside untouched.
 
 Decoding is lenient where it can be without losing safety, so records written by plain
 Kafka producers are usable: a missing ``ce_id`` becomes ``<topic>-<partition>-<offset>``
@@ -31,7 +33,7 @@ resolved by the dispatcher when the subscription handles exactly one event type.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar, runtime_checkable
 
 import pydantic
@@ -59,9 +61,7 @@ __all__ = [
     "OutgoingRecord",
     "Serializer",
     "StartableSerializer",
-    "build_record",
     "decode_envelope",
-    "encode_envelope",
     "encode_key",
 ]
 
@@ -110,6 +110,19 @@ class ConsumedRecord:
     headers: Headers = ()
     #: ``CreateTime`` or ``LogAppendTime``, as Spring's dead-letter headers spell it.
     timestamp_type: str = "CreateTime"
+    _index: dict[str, bytes] | None = field(default=None, init=False, compare=False, repr=False)
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of header ``name`` (Kafka's ``lastHeader``), or ``None``.
+
+        The headers are indexed on first use: a record's headers are read several times
+        on its way through the framework.
+        """
+        index = self._index
+        if index is None:
+            index = {k: v for k, v in self.headers if v is not None}
+            object.__setattr__(self, "_index", index)
+        return index.get(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,70 +223,35 @@ def _summary(exc: pydantic.ValidationError) -> str:
     return "; ".join(parts[:3]) + more
 
 
-def encode_envelope(envelope: Envelope) -> list[tuple[str, bytes]]:
-    """The CloudEvents headers of an envelope (``type`` and ``content_type`` are required)."""
-    if envelope.type is None or envelope.content_type is None:
-        raise ValueError("an outgoing envelope needs a type and a content type")
-    headers = [
-        (SPEC_VERSION, _SPEC_VERSION_VALUE),
-        (EVENT_ID, envelope.id.encode()),
-        (EVENT_TYPE, envelope.type.encode()),
-        (EVENT_SOURCE, envelope.source.encode()),
-        (CONTENT_TYPE, envelope.content_type.encode()),
-    ]
-    if envelope.time is not None:
-        headers.append((EVENT_TIME, envelope.time.encode()))
-    if envelope.correlation_id is not None:
-        headers.append((CORRELATION_ID, envelope.correlation_id.encode()))
-    if envelope.causation_id is not None:
-        headers.append((CAUSATION_ID, envelope.causation_id.encode()))
-    if envelope.traceparent is not None:
-        headers.append((TRACEPARENT, envelope.traceparent.encode()))
-    return headers
-
-
-_WANTED: Final = frozenset(
-    {
-        EVENT_ID,
-        EVENT_TYPE,
-        EVENT_SOURCE,
-        EVENT_TIME,
-        SPEC_VERSION,
-        CONTENT_TYPE,
-        CORRELATION_ID,
-        CAUSATION_ID,
-        TRACEPARENT,
-    }
-)
+def _text(record: ConsumedRecord, name: str) -> str | None:
+    raw = record.header(name)
+    if raw is None:
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise MalformedRecordError(f"header {name!r} is not valid UTF-8") from None
 
 
 def decode_envelope(record: ConsumedRecord) -> Envelope:
     """The CloudEvents attributes of a consumed record.
 
-    Raises :class:`MalformedRecordError` when a CloudEvents header is not UTF-8 or the spec
-    version is not 1.x. The last occurrence of a repeated header wins, as in Kafka's
-    ``Headers.lastHeader``.
+    Raises :class:`MalformedRecordError` when a CloudEvents header is not UTF-8 or the
+    spec version is not 1.x. The last occurrence of a repeated header wins, as in
+    Kafka's ``Headers.lastHeader``.
     """
-    found: dict[str, str] = {}
-    for name, raw in record.headers:
-        if name in _WANTED and raw is not None:
-            try:
-                found[name] = raw.decode()
-            except UnicodeDecodeError:
-                raise MalformedRecordError(f"header {name!r} is not valid UTF-8") from None
-    spec = found.get(SPEC_VERSION)
+    spec = _text(record, SPEC_VERSION)
     if spec is not None and not spec.startswith("1."):
         raise MalformedRecordError(f"unsupported CloudEvents spec version {spec!r} (expected 1.x)")
-    event_id = found.get(EVENT_ID) or f"{record.topic}-{record.partition}-{record.offset}"
     return Envelope(
-        id=event_id,
-        type=found.get(EVENT_TYPE),
-        source=found.get(EVENT_SOURCE, ""),
-        time=found.get(EVENT_TIME),
-        content_type=found.get(CONTENT_TYPE),
-        correlation_id=found.get(CORRELATION_ID),
-        causation_id=found.get(CAUSATION_ID),
-        traceparent=found.get(TRACEPARENT),
+        id=_text(record, EVENT_ID) or f"{record.topic}-{record.partition}-{record.offset}",
+        type=_text(record, EVENT_TYPE),
+        source=_text(record, EVENT_SOURCE) or "",
+        time=_text(record, EVENT_TIME),
+        content_type=_text(record, CONTENT_TYPE),
+        correlation_id=_text(record, CORRELATION_ID),
+        causation_id=_text(record, CAUSATION_ID),
+        traceparent=_text(record, TRACEPARENT),
     )
 
 
@@ -282,38 +260,3 @@ def encode_key(key: str | bytes | None) -> bytes | None:
     if key is None or isinstance(key, bytes):
         return key
     return key.encode()
-
-
-def build_record(
-    event: Event,
-    *,
-    topic: str,
-    key: str | bytes | None,
-    serializer: Serializer,
-    envelope: Envelope,
-    extra_headers: Sequence[tuple[str, bytes]] = (),
-) -> OutgoingRecord:
-    """The Kafka record for ``event``: payload from ``serializer``, CloudEvents headers.
-
-    The envelope's ``type`` and ``content_type`` are taken from the event and serializer.
-    """
-    headers = encode_envelope(
-        Envelope(
-            id=envelope.id,
-            type=event.__event_type__,
-            source=envelope.source,
-            time=envelope.time,
-            content_type=serializer.content_type,
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.causation_id,
-            traceparent=envelope.traceparent,
-        )
-    )
-    if extra_headers:
-        headers.extend(extra_headers)
-    return OutgoingRecord(
-        topic=topic,
-        key=encode_key(key),
-        value=serializer.encode(event, topic=topic),
-        headers=headers,
-    )
