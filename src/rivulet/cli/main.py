@@ -29,7 +29,9 @@ SUBCOMMANDS: tuple[str, ...] = (
     "rivulet.cli.dlq",
     "rivulet.cli.docs",
     "rivulet.cli.k8s",
+    "rivulet.cli.registry",
     "rivulet.cli.run",
+    "rivulet.cli.schemas",
 )
 """Modules implementing a subcommand, in the order ``--help`` lists them."""
 

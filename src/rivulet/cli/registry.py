@@ -1,0 +1,99 @@
+"""``rivulet registry``: serve the Confluent-compatible schema registry until SIGTERM.
+
+Schemas live in a compacted topic (``_schemas``) of the Kafka cluster named by
+``--bootstrap-servers`` (or ``RIVULET_BOOTSTRAP_SERVERS``); the registry keeps nothing
+else, so it can be stopped, moved and restarted freely.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from rivulet.cli.broker import parse_listen
+
+__all__ = ["HELP", "NAME", "add_arguments", "run"]
+
+NAME = "registry"
+HELP = "run the Confluent-compatible schema registry (schemas kept in a compacted topic)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT",
+        default=os.environ.get("RIVULET_BOOTSTRAP_SERVERS"),
+        help="the Kafka cluster holding the schemas topic (default: RIVULET_BOOTSTRAP_SERVERS)",
+    )
+    parser.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=("127.0.0.1", 8081),
+        metavar="HOST:PORT",
+        help="address of the REST API (default: 127.0.0.1:8081)",
+    )
+    parser.add_argument(
+        "--topic", default="_schemas", help="the compacted topic of schemas (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--replication-factor",
+        type=int,
+        default=-1,
+        help="of the topic when it is created (default: the broker's default)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging verbosity (default: %(default)s)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - keep `rivulet --help` light
+    import logging  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    from rivulet.registry import RegistryError, RegistryServer, RegistrySettings  # noqa: PLC0415
+
+    if not args.bootstrap_servers:
+        print(
+            "rivulet registry: no Kafka to keep schemas in: pass --bootstrap-servers HOST:PORT "
+            "or set RIVULET_BOOTSTRAP_SERVERS",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    host, port = args.listen
+    settings = RegistrySettings(
+        bootstrap_servers=args.bootstrap_servers,
+        host=host,
+        port=port,
+        topic=args.topic,
+        replication_factor=args.replication_factor,
+    )
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with RegistryServer(settings) as server:
+            print(f"schema registry listening on {server.url}", flush=True)
+            stopped = loop.create_task(server.wait_stopped())
+            signalled = loop.create_task(stop.wait())
+            await asyncio.wait({stopped, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            signalled.cancel()
+
+    try:
+        asyncio.run(serve())
+    except RegistryError as exc:
+        print(f"rivulet registry: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"rivulet registry: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
