@@ -206,7 +206,7 @@ class Runtime:
             store=self._store,
             publish=self._publish_batch,
             clock_ms=self._clock_ms,
-            owner=f"{socket.gethostname()}:{os.getpid()}:{id(self)}",
+            owner=self._relay_owner(),
         )
         self._relay = relay
         wakeup = self._outbox.subscribe()
@@ -215,6 +215,15 @@ class Runtime:
         self._relay_task = asyncio.get_running_loop().create_task(
             relay.run(wakeup, poll_interval_s=poll_s), name="rivulet-outbox-relay"
         )
+
+    def _relay_owner(self) -> str:
+        # A static group member (group.instance.id) restarted after a crash takes its relay
+        # lease back at once, instead of its outbox waiting for the dead process's lease
+        # to expire (Kafka gives it its partitions back at once for the same reason).
+        instance = self.settings.kafka.get("group.instance.id")
+        if instance:
+            return f"{self.app.name}:instance:{instance}"
+        return f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
 
     async def _publish_batch(self, records: Sequence[OutgoingRecord]) -> None:
         await self.producer.send_and_wait(list(records))
