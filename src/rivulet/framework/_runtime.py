@@ -147,8 +147,8 @@ class Runtime:
         stack.push_async_callback(self._close_producer)
         for serializer in app.serializers:
             if isinstance(serializer, StartableSerializer):
+                stack.push_async_callback(serializer.stop)  # also when start fails halfway
                 await serializer.start(app.topology(), default=serializer is self.encoder.default)
-                stack.push_async_callback(serializer.stop)
         stack.push_async_callback(self._run_shutdown_hooks)
         for hook in app.startup_hooks:
             await hook()

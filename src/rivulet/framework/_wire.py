@@ -168,7 +168,7 @@ class StartableSerializer(Serializer, Protocol):
     started and before the app's ``on_startup`` hooks (which may publish); ``default``
     says whether it is the app's first serializer, which encodes every event that names
     no content type. A ``ConfigurationError`` from ``start`` stops the app from starting.
-    ``stop`` runs after the consumers stopped.
+    ``stop`` runs after the consumers stopped, and also when ``start`` raised.
     """
 
     async def start(self, topology: Topology, *, default: bool) -> None:
