@@ -142,7 +142,8 @@ async def _check(client: RegistryClient, planned: list[PlannedSchema]) -> int:
             failed += 1
             print(f"FAIL  {what}: incompatible ({level}) with the registered schemas")
             for message in messages:
-                print(f"        {message}")
+                if not message.startswith("compatibility:"):  # the level is said above
+                    print(f"        {message}")
             diff = difflib.unified_diff(
                 _pretty(registered.schema),
                 _pretty(item.text.schema),

@@ -386,8 +386,7 @@ class Registry:
         compatibility = known.get(level.upper()) if isinstance(level, str) else None
         if compatibility is None:
             raise InvalidCompatibilityLevelError(
-                f"Invalid compatibility level {level!r}: use one of "
-                f"{', '.join(known)}"
+                f"Invalid compatibility level {level!r}: use one of {', '.join(known)}"
             )
         async with self._lock:
             value = {"compatibilityLevel": compatibility.value}

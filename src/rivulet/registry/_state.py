@@ -73,12 +73,14 @@ class RegistryState:
             _log.warning("skipped a _schemas record it cannot read (%s): key=%r", exc, raw_key)
 
     def _apply_schema(self, key: SchemaKey, value: dict[str, object] | None) -> None:
+        record = None if value is None else schema_value(value)  # may raise: nothing changed
         versions = self.subjects.setdefault(key.subject, {})
         old = versions.pop(key.version, None)
         if old is not None:
             self._unindex(old)
-        if value is not None:
-            record = schema_value(value)
+        if record is not None:
+            # Remembered even if a tombstone follows: an id once given out is never reused.
+            self.id_floor = max(self.id_floor, record.id)
             versions[key.version] = record
             self._by_id.setdefault(record.id, set()).add((record.subject, record.version))
         if not versions:
