@@ -23,7 +23,7 @@ def test_frame_prefixes_length() -> None:
 def test_byte_at_a_time(messages: list[bytes]) -> None:
     decoder = FrameDecoder(1024)
     stream = b"".join(frame(m) for m in messages)
-    out: list[bytes] = []
+    out: list[bytearray] = []
     for i in range(len(stream)):
         out += decoder.feed(stream[i : i + 1])
     assert out == messages
@@ -35,7 +35,7 @@ def test_any_split(messages: list[bytes], data: st.DataObject) -> None:
     decoder = FrameDecoder(1024)
     stream = b"".join(frame(m) for m in messages)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
-    out: list[bytes] = []
+    out: list[bytearray] = []
     start = 0
     for cut in [*cuts, len(stream)]:
         out += decoder.feed(memoryview(stream)[start:cut])
@@ -65,3 +65,78 @@ def test_frame_at_limit_accepted() -> None:
 def test_negative_size_refused() -> None:
     with pytest.raises(MalformedRequestError):
         FrameDecoder(100).feed(struct.pack(">i", -1))
+
+
+def _receive(decoder: FrameDecoder, stream: bytes, sizes: list[int]) -> list[bytearray]:
+    """Receive ``stream`` the way a socket's ``recv_into`` would, at most ``sizes[i]`` a read."""
+    out: list[bytearray] = []
+    pos = 0
+    reads = iter(sizes)
+    while pos < len(stream):
+        target = decoder.get_buffer()
+        assert len(target) > 0
+        count = min(len(target), next(reads, len(stream)), len(stream) - pos)
+        target[:count] = stream[pos : pos + count]
+        pos += count
+        out += decoder.buffer_updated(count)
+    return out
+
+
+large_payloads = st.lists(
+    st.one_of(st.binary(max_size=300), st.integers(30_000, 300_000).map(lambda n: b"\x07" * n)),
+    max_size=5,
+)
+
+
+@given(large_payloads, st.lists(st.integers(1, 400_000), max_size=30))
+def test_receiving_in_place_any_split(messages: list[bytes], sizes: list[int]) -> None:
+    decoder = FrameDecoder(1_000_000)
+    stream = b"".join(frame(m) for m in messages)
+    assert _receive(decoder, stream, sizes) == messages
+    assert decoder.buffered == 0
+
+
+def test_large_frame_is_received_where_it_is_returned() -> None:
+    decoder = FrameDecoder(1_000_000)
+    payload = bytes(range(256)) * 1000
+    stream = frame(payload) + frame(b"next")
+    assert _receive(decoder, stream[:1000], []) == []
+    assert decoder.buffered == 1000
+    target = decoder.get_buffer()
+    # The rest of the frame goes straight into the buffer that will be returned.
+    assert len(target) == len(payload) - 996
+    own = target.obj
+    target[:] = stream[1000 : 4 + len(payload)]
+    del target
+    (got,) = decoder.buffer_updated(len(payload) - 996)
+    assert got is own
+    assert got == payload
+    assert _receive(decoder, stream[4 + len(payload) :], []) == [b"next"]
+
+
+def test_frames_are_mutable_and_independent() -> None:
+    decoder = FrameDecoder(100)
+    first, second = decoder.feed(frame(b"abc") + frame(b"def"))
+    first[0:1] = b"x"
+    assert first == b"xbc"
+    assert second == b"def"
+    assert decoder.feed(frame(b"ghi")) == [b"ghi"]
+    assert first == b"xbc"
+
+
+def test_oversized_frame_refused_when_received_in_place() -> None:
+    decoder = FrameDecoder(100)
+    target = decoder.get_buffer()
+    target[:4] = struct.pack(">i", 101)
+    del target
+    with pytest.raises(FrameTooLargeError):
+        decoder.buffer_updated(4)
+
+
+@given(st.lists(st.integers(1, 200_000), max_size=30))
+def test_small_frames_filling_the_shared_buffer(sizes: list[int]) -> None:
+    # Frames just below the in-place size pile up in the shared buffer, which
+    # must make room by moving a partial frame to its front.
+    messages = [bytes([i]) * (30_000 + i) for i in range(12)]
+    decoder = FrameDecoder(1_000_000)
+    assert _receive(decoder, b"".join(frame(m) for m in messages), sizes) == messages

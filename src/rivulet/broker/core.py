@@ -188,9 +188,13 @@ class Broker:
     # --- requests -------------------------------------------------------------
 
     async def handle_frame(
-        self, frame: bytes, client_host: str = ""
+        self, frame: bytes | bytearray, client_host: str = ""
     ) -> Sequence[bytes | ReadChunk] | None:
         """Answer one request frame (without its size prefix).
+
+        A ``bytearray`` frame is the broker's to change: Produce patches the
+        batches in it and writes them to the log from there (the server hands
+        over frames that way). A ``bytes`` frame is copied where that matters.
 
         Returns the framed response as pieces to send in order, or ``None`` when
         the request gets no response (Produce with acks=0). Raises
@@ -210,8 +214,10 @@ class Broker:
                 f"unsupported API key {header.api_key} version {header.api_version} "
                 f"from client {header.client_id!r}"
             )
+        if handler.read_body is not None and not isinstance(frame, bytearray):
+            frame = bytearray(frame)
         try:
-            request = decode_request(frame)
+            request = decode_request(frame, handler.read_body)
         except MalformedRequestError as exc:
             raise CloseConnectionError(f"{exc} (client {header.client_id!r})") from exc
         ctx = RequestContext(self, header, client_host)

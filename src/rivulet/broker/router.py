@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rivulet.protocol.messages import (
+    BodyReader,
     RequestHeader,
     request_class,
     response_class,
@@ -73,13 +74,18 @@ HandleFn = Callable[[RequestContext, Any], Awaitable[Response | None]]
 
 @dataclass(frozen=True, slots=True)
 class Handler:
-    """One Kafka API: its key, the versions implemented (inclusive) and the code."""
+    """One Kafka API: its key, the versions implemented (inclusive) and the code.
+
+    ``read_body``, when given, reads request bodies instead of kio (Produce: so
+    record data stays where it was received).
+    """
 
     api_key: int
     min_version: int
     max_version: int
     handle: HandleFn
     name: str
+    read_body: BodyReader | None = None
 
     def supports(self, version: int) -> bool:
         return self.min_version <= version <= self.max_version

@@ -98,7 +98,7 @@ class Partition:
         self.log = log
         self._waiters: set[asyncio.Future[None]] = set()
 
-    def append(self, batches: bytearray, *, now_ms: int) -> AppendResult:
+    def append(self, batches: bytearray | memoryview, *, now_ms: int) -> AppendResult:
         """Append validated batches and wake the fetches waiting for data."""
         result = self.log.append(batches, now_ms=now_ms)
         self.wake()

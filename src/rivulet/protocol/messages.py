@@ -107,7 +107,7 @@ def _writer(cls: type[Any]) -> Callable[[io.BytesIO, Any], None]:
     return writer
 
 
-def read_request_header(frame: bytes | memoryview) -> tuple[RequestHeader, int]:
+def read_request_header(frame: bytes | bytearray | memoryview) -> tuple[RequestHeader, int]:
     """Parse the fixed part of a request header; return it and the offset after it.
 
     Tagged header fields (flexible versions) are not skipped here: that needs the
@@ -130,7 +130,8 @@ def read_request_header(frame: bytes | memoryview) -> tuple[RequestHeader, int]:
     return RequestHeader(api_key, api_version, correlation_id, client_id), pos
 
 
-def _read_uvarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+def read_uvarint(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
+    """Read an unsigned varint at ``pos``; return it and the offset after it."""
     value = shift = 0
     while True:
         if pos >= len(buf) or shift > 28:
@@ -143,22 +144,33 @@ def _read_uvarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _skip_tagged_fields(buf: bytes | memoryview, pos: int) -> int:
-    count, pos = _read_uvarint(buf, pos)
+def skip_tagged_fields(buf: bytes | bytearray | memoryview, pos: int) -> int:
+    """Skip a tagged-field section (flexible versions); return the offset after it."""
+    count, pos = read_uvarint(buf, pos)
     for _ in range(count):
-        _tag, pos = _read_uvarint(buf, pos)
-        size, pos = _read_uvarint(buf, pos)
+        _tag, pos = read_uvarint(buf, pos)
+        size, pos = read_uvarint(buf, pos)
         pos += size
     if pos > len(buf):
-        raise MalformedRequestError("request header's tagged fields run past the frame")
+        raise MalformedRequestError("tagged fields run past the end of the frame")
     return pos
 
 
-def decode_request(frame: bytes | memoryview) -> Request:
+BodyReader = Callable[[bytearray | bytes | memoryview, int, int], Any]
+"""``read(frame, position, api_version) -> body``: reads a request body in
+place of kio, for an API whose body the broker wants in another form (see
+:mod:`rivulet.protocol.produce`)."""
+
+
+def decode_request(
+    frame: bytes | bytearray | memoryview, body_reader: BodyReader | None = None
+) -> Request:
     """Decode a whole request frame (without its size prefix).
 
-    Raises :class:`UnsupportedRequestError` for an API key or version with no
-    schema, and :class:`MalformedRequestError` when the bytes do not decode.
+    The body is kio's dataclass for the API version, or what ``body_reader``
+    makes of it when given. Raises :class:`UnsupportedRequestError` for an API
+    key or version with no schema, and :class:`MalformedRequestError` when the
+    bytes do not decode.
     Bytes after the body are ignored, as Kafka ignores them: librdkafka 2.x
     sends Metadata v9+ requests for all topics with the null topics array
     written as four zero bytes instead of one, three bytes more than the
@@ -169,9 +181,14 @@ def decode_request(frame: bytes | memoryview) -> Request:
     if cls is None:
         raise UnsupportedRequestError(header)
     if cls.__flexible__:
-        pos = _skip_tagged_fields(frame, pos)
+        pos = skip_tagged_fields(frame, pos)
     try:
-        body, _size = _reader(cls)(frame, pos)
+        if body_reader is not None:
+            body = body_reader(frame, pos, header.api_version)
+        else:
+            # kio's native reader takes only read-only buffers.
+            readable = frame if isinstance(frame, bytes) else memoryview(frame).toreadonly()
+            body, _size = _reader(cls)(readable, pos)
     except Exception as exc:
         # kio's native reader raises several exception types on bad input; each
         # means the same thing to the broker: this request is malformed.
@@ -247,7 +264,7 @@ def decode_response(api_key: int, api_version: int, frame: bytes | memoryview) -
     (correlation_id,) = _SIZE.unpack_from(frame, 0)
     pos = 4
     if response_header_flexible(api_key, api_version):
-        pos = _skip_tagged_fields(frame, pos)
+        pos = skip_tagged_fields(frame, pos)
     body, _size = _reader(response_class(api_key, api_version))(frame, pos)
     return correlation_id, body
 

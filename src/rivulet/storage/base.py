@@ -140,10 +140,10 @@ class PartitionLog(Protocol):
         """Apply new settings; they govern the next roll, retention and compaction."""
         ...
 
-    def append(self, batches: bytearray, *, now_ms: int) -> AppendResult:
+    def append(self, batches: bytearray | memoryview, *, now_ms: int) -> AppendResult:
         """Append one or more validated v2 batches, assigning consecutive offsets.
 
-        ``batches`` is patched in place (base offsets; with LogAppendTime the max
+        ``batches`` (writable) is patched in place (base offsets; with LogAppendTime the max
         timestamp, the timestamp-type bit and the CRC) and then stored as is; the
         caller may reuse the buffer once this returns. Raises
         :class:`~rivulet.storage.errors.StorageError` when the data cannot be

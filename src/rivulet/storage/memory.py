@@ -120,7 +120,7 @@ class MemoryLog:
 
     # -- writing -------------------------------------------------------------
 
-    def append(self, batches: bytearray, *, now_ms: int) -> AppendResult:
+    def append(self, batches: bytearray | memoryview, *, now_ms: int) -> AppendResult:
         log_append_time = self._config.timestamp_type is TimestampType.LOG_APPEND_TIME
         # Idempotence: a producer's retry is answered with the original offsets.
         pending = self._producers.check(batches, now_ms=now_ms)

@@ -5,7 +5,10 @@ CRC32C (else CORRUPT_MESSAGE), none larger than the topic's
 ``max.message.bytes`` (else MESSAGE_TOO_LARGE). Valid data is appended
 unchanged except for what the log patches (base offsets; with
 ``message.timestamp.type=LogAppendTime`` the append time and CRC). Records are
-never parsed here: only batch headers are read.
+never parsed here: only batch headers are read. The request is read by
+:func:`~rivulet.protocol.produce.read_produce_request`, so the batches are
+checked, patched and written where the request frame received them, never
+copied.
 
 acks=0 gets no response. acks=-1 is acknowledged once appended (this broker is
 the only replica), after an fsync when the broker runs with ``fsync_acks_all``.
@@ -29,6 +32,7 @@ from rivulet.broker.router import Handler, RequestContext, Response
 from rivulet.broker.topics import Partition
 from rivulet.protocol.batch import iter_batches, verify_crc
 from rivulet.protocol.errors import InvalidBatchError
+from rivulet.protocol.produce import ProduceRequest, read_produce_request
 from rivulet.storage.errors import StorageError
 from rivulet.storage.producer_state import (
     InvalidProducerEpochError,
@@ -60,14 +64,13 @@ def _failed(index: int, code: ErrorCode, message: str | None = None) -> dict[str
     }
 
 
-def _append(partition: Partition, records: bytes | None, now_ms: int) -> dict[str, Any]:
+def _append(partition: Partition, records: memoryview | None, now_ms: int) -> dict[str, Any]:
     index = partition.index
     if not records:
         return _failed(index, ErrorCode.corrupt_message, "produce request has no record batch")
     max_bytes = partition.topic.log_config.max_message_bytes
-    view = memoryview(records)
     try:
-        for pos, header in iter_batches(view):
+        for pos, header in iter_batches(records):
             if header.size > max_bytes:
                 return _failed(
                     index,
@@ -75,13 +78,11 @@ def _append(partition: Partition, records: bytes | None, now_ms: int) -> dict[st
                     f"record batch of {header.size} bytes exceeds max.message.bytes "
                     f"({max_bytes}) of topic {partition.topic.name!r}",
                 )
-            verify_crc(view, pos, header)
+            verify_crc(records, pos, header)
     except InvalidBatchError as exc:
         return _failed(index, ErrorCode.corrupt_message, str(exc))
-    finally:
-        view.release()
     try:
-        result = partition.append(bytearray(records), now_ms=now_ms)
+        result = partition.append(records, now_ms=now_ms)
     except ProducerStateError as exc:
         return _failed(index, _PRODUCER_ERRORS[type(exc)], str(exc))
     except (StorageError, OSError) as exc:
@@ -98,7 +99,7 @@ def _append(partition: Partition, records: bytes | None, now_ms: int) -> dict[st
     }
 
 
-async def handle(ctx: RequestContext, request: Any) -> Response | None:
+async def handle(ctx: RequestContext, request: ProduceRequest) -> Response | None:
     broker = ctx.broker
     acks = request.acks
     now_ms = ctx.now_ms()
@@ -145,4 +146,11 @@ async def handle(ctx: RequestContext, request: Any) -> Response | None:
     return {"responses": responses, "throttle_time": 0}
 
 
-HANDLER = Handler(api_key=0, min_version=3, max_version=11, handle=handle, name="Produce")
+HANDLER = Handler(
+    api_key=0,
+    min_version=3,
+    max_version=11,
+    handle=handle,
+    name="Produce",
+    read_body=read_produce_request,
+)

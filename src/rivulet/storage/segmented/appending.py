@@ -26,7 +26,7 @@ class BatchInfo(NamedTuple):
 
 
 def place_batches(
-    batches: bytearray, next_offset: int, *, log_append_time_ms: int | None
+    batches: bytearray | memoryview, next_offset: int, *, log_append_time_ms: int | None
 ) -> list[BatchInfo]:
     """Patch ``batches`` to start at ``next_offset``; describe each batch.
 
