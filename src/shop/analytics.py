@@ -112,6 +112,11 @@ class Projection:
         for statement in _DDL:
             await tx.execute(statement)
 
+    async def lock(self, tx: Transaction) -> None:
+        """Keep live writers out until ``tx`` ends (SQLite transactions already do)."""
+        if tx.dialect == "postgresql":
+            await tx.execute("LOCK TABLE analytics_positions IN EXCLUSIVE MODE")
+
     async def positions(self, tx: Transaction) -> dict[Position, int]:
         """The next offset to fold, per source partition."""
         rows = await tx.fetchall("SELECT topic, partition_id, next_offset FROM analytics_positions")

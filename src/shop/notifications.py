@@ -23,6 +23,7 @@ event types), ``GET /subscriptions``, ``DELETE /subscriptions/{id}``;
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -108,6 +109,8 @@ client = _Client()
 
 
 async def _start(settings: ShopSettings) -> None:
+    # One line per delivery attempt is the webhook's own log, not the service's.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     async with app.transaction() as tx:
         for statement in _DDL:
             await tx.execute(statement)

@@ -29,9 +29,11 @@ SUBCOMMANDS: tuple[str, ...] = (
     "rivulet.cli.dlq",
     "rivulet.cli.docs",
     "rivulet.cli.k8s",
+    "rivulet.cli.projections",
     "rivulet.cli.registry",
     "rivulet.cli.run",
     "rivulet.cli.schemas",
+    "rivulet.cli.up",
 )
 """Modules implementing a subcommand, in the order ``--help`` lists them."""
 
