@@ -10,9 +10,11 @@ Two steps, so that one failing subscriber never holds back another:
    secret (HMAC-SHA256, Standard Webhooks headers, see :mod:`shop.domain.webhooks`)
    and POSTed with the ``delivery_id`` as ``idempotency-key``. A 2xx answer is
    recorded as delivered. A network error, 408, 429 or 5xx is retried in place with
-   exponential backoff and jitter, then through ``webhooks-retry-5000`` and
-   ``webhooks-retry-30000``, then the delivery goes to the dead-letter topic
+   exponential backoff and jitter, then through ``webhooks-retry-1000`` and
+   ``webhooks-retry-5000``, then the delivery goes to the dead-letter topic
    ``webhooks-dlt`` with the last error (inspect and replay with ``rivulet dlq``).
+   Nine calls over about seven seconds: short, because this is a system you watch
+   run; a production policy would retry for hours (longer ``topics`` delays).
    Any other 4xx means the endpoint refuses this delivery: it is dead-lettered at once.
 
 Subscriptions are managed over HTTP: ``PUT /subscriptions/{id}`` (url, secret,
@@ -152,8 +154,8 @@ async def fan_out(event: OrderConfirmed | OrderShipped | OrderCancelled, ctx: Co
     concurrency=32,
     retry=RetryPolicy(
         attempts=3,
-        backoff=Backoff(initial_ms=200, multiplier=2.0, max_ms=2_000),
-        topics=(5_000, 30_000),
+        backoff=Backoff(initial_ms=100, multiplier=2.0, max_ms=1_000),
+        topics=(1_000, 5_000),
     ),
 )
 async def deliver(request: WebhookRequested, ctx: Context) -> None:

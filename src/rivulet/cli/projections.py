@@ -44,9 +44,12 @@ Position = tuple[str, int]
 class ProjectionSpec(Protocol):
     """What a rebuildable projection provides (see :class:`shop.analytics.Projection`)."""
 
-    name: str
-    app_name: str
-    sources: Mapping[str, tuple[type[Any], ...]]
+    @property
+    def name(self) -> str: ...
+    @property
+    def app_name(self) -> str: ...
+    @property
+    def sources(self) -> Mapping[str, tuple[type[Any], ...]]: ...
 
     def fold(self, facts: Any, event: Any) -> Any: ...
     async def create_tables(self, tx: Any) -> None: ...
@@ -147,7 +150,7 @@ def _read(
 def _decode(
     spec: ProjectionSpec, topic: str, headers: list[tuple[str, bytes | None]], value: bytes | None
 ) -> Any | None:
-    from rivulet import FrameworkError, JsonSerializer  # noqa: PLC0415
+    from rivulet.framework import FrameworkError, JsonSerializer  # noqa: PLC0415
 
     event_type = next((v.decode() for k, v in headers if k == "ce_type" and v is not None), None)
     models = {model.__name__: model for model in spec.sources.get(topic, ())}
