@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -155,3 +156,11 @@ def test_refuses_a_topic_that_would_lose_or_reorder_schemas(
         future.result(10)
     with pytest.raises(RegistryError, match=says):
         RegistryServer.start_in_thread(settings(broker))
+
+
+async def test_a_registry_whose_reader_stopped_says_so(broker_factory: BrokerFactory) -> None:
+    broker = broker_factory()
+    async with RegistryServer(settings(broker)) as server:
+        server.store._stopping = True  # the reader ends as if the topic could not be read
+        with pytest.raises(RegistryError, match="reader stopped"):
+            await asyncio.wait_for(server.wait_stopped(), 10)

@@ -87,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
             signalled = loop.create_task(stop.wait())
             await asyncio.wait({stopped, signalled}, return_when=asyncio.FIRST_COMPLETED)
             signalled.cancel()
+            if stopped.done():
+                stopped.result()  # a failed reader or server ends the process with an error
+            else:
+                stopped.cancel()
 
     try:
         asyncio.run(serve())

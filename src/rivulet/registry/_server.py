@@ -30,6 +30,7 @@ from typing import Self
 
 import uvicorn
 
+from rivulet.registry._errors import StoreError
 from rivulet.registry._http import build_app
 from rivulet.registry._service import Registry
 from rivulet.registry._state import RegistryState
@@ -131,9 +132,19 @@ class RegistryServer:
         _log.info("schema registry serving on %s (topic %s)", self.url, self.settings.topic)
 
     async def wait_stopped(self) -> None:
-        """Return when the HTTP server has stopped (it raised, or :meth:`stop` was called)."""
-        if self._task is not None:
-            await self._task
+        """Return when the HTTP server has stopped; raise if it or the topic reader failed.
+
+        A registry whose reader has failed would answer from a state that no longer
+        follows the topic, so it is treated as stopped.
+        """
+        parts = {t for t in (self._task, self.store.reader) if t is not None}
+        if not parts:
+            return
+        done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+        if self.store.reader in done:
+            raise StoreError(f"the {self.settings.topic} reader stopped; restart the registry")
 
     async def stop(self) -> None:
         """Stop serving, then close the store."""

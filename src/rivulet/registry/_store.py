@@ -73,6 +73,11 @@ class TopicStore:
         self._at_end_once = False
         self._stopping = False
 
+    @property
+    def reader(self) -> asyncio.Task[None] | None:
+        """The task applying the topic's records (done only when stopping or failed)."""
+        return self._reader
+
     async def start(self) -> None:
         """Create the topic if needed, read it to its end, and keep reading."""
         loop = asyncio.get_running_loop()
