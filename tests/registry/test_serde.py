@@ -322,3 +322,25 @@ async def test_check_only_mode_needs_registered_schemas(
         pass
     async with app.running(settings):
         pass  # now it starts
+
+
+def test_every_shop_event_has_a_schema_the_registry_accepts() -> None:
+    import shop.events  # noqa: PLC0415 - the reference system's contract, as a real-world sample
+
+    models = [
+        m
+        for m in vars(shop.events).values()
+        if isinstance(m, type) and issubclass(m, Event) and m is not Event
+    ]
+    assert models
+    for model in models:
+        parsed(JsonSchemaSerializer("http://unused").schema_of(model))
+        assert avro_schema_or_refusal(model) in {"valid", "refused"}
+
+
+def avro_schema_or_refusal(model: type[Event]) -> str:
+    try:
+        parsed(AvroSerializer("http://unused").schema_of(model))
+    except ConfigurationError as exc:
+        return "refused" if "has no Avro equivalent" in str(exc) else str(exc)
+    return "valid"
