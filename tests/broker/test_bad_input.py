@@ -7,14 +7,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from kafka_wire import WireClient
 from kio.schema.errors import ErrorCode
-from test_wire_apis import create_topic, produce_body
 
 from rivulet.broker import EmbeddedBroker
 from rivulet.protocol.messages import encode_request
 from rivulet.protocol.records import build_batch
 from rivulet.storage import LogConfig
+
+from .kafka_wire import WireClient
+from .test_wire_apis import create_topic, produce_body
 
 MAX_REQUEST = 64 * 1024
 

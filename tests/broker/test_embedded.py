@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka_wire import WireClient
 
 from rivulet.broker import EmbeddedBroker, StorageKind
 from rivulet.broker.errors import ConfigError
 from rivulet.protocol.records import build_batch
+
+from .kafka_wire import WireClient
 
 
 async def test_async_context_manager_serves_on_a_free_port(tmp_path: Path) -> None:

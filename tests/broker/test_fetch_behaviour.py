@@ -6,13 +6,14 @@ import asyncio
 import uuid
 from typing import Any
 
-from kafka_wire import WireClient
 from kio.schema.errors import ErrorCode
-from test_wire_apis import create_topic, fetch_body, produce_body, topic_id, values_in
 
 from rivulet.broker import EmbeddedBroker
 from rivulet.protocol.batch import read_header
 from rivulet.protocol.records import build_batch
+
+from .kafka_wire import WireClient
+from .test_wire_apis import create_topic, fetch_body, produce_body, topic_id, values_in
 
 NO_ID = uuid.UUID(int=0)
 # Long enough that a fetch which is not woken would outlast the test's own wait.

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka_wire import WireClient
 from kio.schema.errors import ErrorCode
 
 from rivulet.broker import EmbeddedBroker
 from rivulet.broker.handlers import HANDLERS
+
+from .kafka_wire import WireClient
 
 E = ErrorCode
 RANGES = {h.api_key: (h.min_version, h.max_version) for h in HANDLERS}

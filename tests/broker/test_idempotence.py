@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka_wire import WireClient
 from kio.schema.errors import ErrorCode
 
 from rivulet.broker import EmbeddedBroker
@@ -22,6 +21,8 @@ from rivulet.broker.handlers import HANDLERS
 from rivulet.broker.producer_ids import BLOCK_FILE, BLOCK_SIZE, ProducerIdAllocator
 from rivulet.protocol.batch import iter_batches
 from rivulet.protocol.records import Record, decode_batch, encode_batch
+
+from .kafka_wire import WireClient
 
 INIT_PRODUCER_ID = 22
 PRODUCE = 0

@@ -37,15 +37,16 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from kafka import KafkaProducer
-from kafka_wire import WireClient
 from kio.schema.errors import ErrorCode
-from test_idempotence import batch, init_producer_id, produce, values
 
 from rivulet.broker import Broker, BrokerConfig, BrokerServer, EmbeddedBroker, ThreadedBroker
 from rivulet.broker.core import CloseConnectionError
 from rivulet.broker.handlers import HANDLERS
 from rivulet.broker.handlers import produce as produce_api
 from rivulet.broker.router import RequestContext, Response
+
+from .kafka_wire import WireClient
+from .test_idempotence import batch, init_producer_id, produce, values
 
 pytestmark = pytest.mark.interop
 

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from kafka_wire import WireClient
 from kio.schema.errors import ErrorCode
 
 from rivulet.broker import EmbeddedBroker
 from rivulet.broker.handlers import HANDLERS
 from rivulet.protocol.batch import iter_batches
 from rivulet.protocol.records import build_batch, decode_batch
+
+from .kafka_wire import WireClient
 
 RANGES = {h.api_key: (h.min_version, h.max_version) for h in HANDLERS}
 

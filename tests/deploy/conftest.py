@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deploy._support import example_apps
 from rivulet.deploy import DeployConfig, Rendering, Service, ServiceOptions, render
+from tests.deploy._support import example_apps
 
 OPTIONS = {
     "orders": ServiceOptions("shop.orders:app", api_port=8080, env={"SHOP_HTTP": "0.0.0.0:8080"}),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from deploy._support import REPO
 from rivulet.deploy import DeployConfig
 from rivulet.deploy._workloads import RUN_AS
+from tests.deploy._support import REPO
 
 CONTAINERFILE = REPO / "deploy" / "Containerfile"
 

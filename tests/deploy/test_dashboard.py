@@ -7,8 +7,8 @@ import re
 
 from prometheus_client.metrics_core import Metric
 
-from deploy._support import REPO
 from rivulet.framework._metrics import Metrics
+from tests.deploy._support import REPO
 
 DASHBOARD = REPO / "deploy" / "k8s" / "base" / "observability" / "grafana-dashboard.json"
 _SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from deploy._support import REPO
 from rivulet.deploy import REGENERATE, Service, load_config, render
 from rivulet.framework._loader import load_app
+from tests.deploy._support import REPO
 
 
 def test_committed_manifests_match_the_code() -> None:

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy._support import (
+from rivulet.deploy import load_config
+from rivulet.framework import Topology
+from rivulet.framework._loader import load_app
+from tests.deploy._support import (
     REPO,
     Manifest,
     assert_acls_exact,
@@ -27,9 +30,6 @@ from deploy._support import (
     kubectl_kustomize,
     validate,
 )
-from rivulet.deploy import load_config
-from rivulet.framework import Topology
-from rivulet.framework._loader import load_app
 
 K8S = REPO / "deploy" / "k8s"
 NAMESPACES = {"dev": "rivulet-dev", "prod": "rivulet"}

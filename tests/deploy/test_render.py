@@ -7,17 +7,6 @@ from typing import Any
 
 import pytest
 
-from deploy._support import (
-    OrderPlaced,
-    assert_acls_exact,
-    assert_pods_hardened,
-    assert_scaling,
-    assert_topics_cover,
-    by_kind,
-    example_apps,
-    topic_partitions,
-    validate,
-)
 from rivulet import App, Context
 from rivulet.deploy import (
     DeployConfig,
@@ -28,6 +17,17 @@ from rivulet.deploy import (
     TopicDefaults,
     kubernetes_name,
     render,
+)
+from tests.deploy._support import (
+    OrderPlaced,
+    assert_acls_exact,
+    assert_pods_hardened,
+    assert_scaling,
+    assert_topics_cover,
+    by_kind,
+    example_apps,
+    topic_partitions,
+    validate,
 )
 
 

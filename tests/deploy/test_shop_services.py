@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from deploy._support import REPO
 from rivulet.deploy import load_config
 from shop.services import SERVICES
+from tests.deploy._support import REPO
 
 
 def test_services_toml_matches_the_shop() -> None:

@@ -7,7 +7,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from interop._support import Record, create_topic, produce_values, read_topic, unique_topic
+from tests.interop._support import Record, create_topic, produce_values, read_topic, unique_topic
 
 pytestmark = pytest.mark.interop
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from interop._support import Record, create_topic, produce_values, read_topic, unique_topic
+from tests.interop._support import Record, create_topic, produce_values, read_topic, unique_topic
 
 pytestmark = pytest.mark.interop
 

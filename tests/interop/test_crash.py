@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
-from interop._support import create_topic, read_topic
 from rivulet.broker import ThreadedBroker
+from tests.interop._support import create_topic, read_topic
 
 pytestmark = pytest.mark.interop
 

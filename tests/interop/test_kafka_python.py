@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from interop._support import (
+from tests.interop._support import (
     INIT_PRODUCER_ID,
     Record,
     broker_serves,

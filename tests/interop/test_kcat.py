@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from interop._support import create_topic, read_topic, unique_topic
+from tests.interop._support import create_topic, read_topic, unique_topic
 
 KCAT = shutil.which("kcat")
 

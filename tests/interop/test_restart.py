@@ -10,8 +10,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource, ConfigSource  # where the stubs have them
 
-from interop._support import create_topic, read_topic
 from rivulet.broker import ThreadedBroker
+from tests.interop._support import create_topic, read_topic
 
 pytestmark = pytest.mark.interop
 

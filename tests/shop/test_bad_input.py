@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from shop_harness import finished, place, running, url
 
 import shop.inventory
 import shop.orders
@@ -13,6 +12,8 @@ import shop.saga
 import shop.shipping
 from rivulet.framework.testing import KafkaHarness
 from shop.events import INVENTORY_COMMANDS, ORDERS
+
+from .shop_harness import finished, place, running, url
 
 
 async def test_the_orders_api_refuses_bad_requests_clearly(

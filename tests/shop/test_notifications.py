@@ -8,12 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from shop_harness import eventually, running, url
 
 import shop.notifications
 from rivulet.cli.up import WebhookReceiver
 from rivulet.framework.testing import KafkaHarness
 from shop.events import ORDER_STATUS, WEBHOOKS, OrderCancelled, OrderShipped
+
+from .shop_harness import eventually, running, url
 
 SECRET = "test-secret-123"
 

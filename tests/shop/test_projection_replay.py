@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from shop_harness import eventually, finished, place, running, url
 
 import shop.analytics
 import shop.inventory
@@ -17,6 +16,8 @@ import shop.saga
 import shop.shipping
 from rivulet.cli.projections import rebuild
 from rivulet.framework.testing import KafkaHarness
+
+from .shop_harness import eventually, finished, place, running, url
 
 
 async def test_replay_rebuilds_the_projection_to_the_same_result(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from shop_harness import eventually, finished, place, running, url
 
 import shop.analytics
 import shop.inventory
@@ -13,6 +12,8 @@ import shop.payments
 import shop.saga
 import shop.shipping
 from rivulet.framework.testing import KafkaHarness
+
+from .shop_harness import eventually, finished, place, running, url
 
 CORE = (shop.orders, shop.saga, shop.inventory, shop.payments, shop.shipping)
 

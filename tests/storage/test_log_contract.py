@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from storage_helpers import Seen, batch, read_records, result_bytes, values
 
 from rivulet.protocol.batch import Compression, iter_batches, read_header, verify_crc
 from rivulet.protocol.records import Record, encode_batch, iter_decoded
@@ -25,6 +24,8 @@ from rivulet.storage import (
 )
 from rivulet.storage.memory import MemoryLog
 from rivulet.storage.segmented import SegmentedLog, open_log
+
+from .storage_helpers import Seen, batch, read_records, result_bytes, values
 
 Make = Callable[..., PartitionLog]
 DAY = 24 * 3600 * 1000

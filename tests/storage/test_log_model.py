@@ -16,12 +16,13 @@ from pathlib import Path
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from storage_helpers import batch, read_records, result_bytes
 
 from rivulet.protocol.batch import Compression, iter_batches
 from rivulet.storage import LogConfig, OffsetOutOfRangeError, PartitionLog
 from rivulet.storage.memory import MemoryLog
 from rivulet.storage.segmented import SegmentedLog, open_log
+
+from .storage_helpers import batch, read_records, result_bytes
 
 CONFIG = LogConfig(segment_bytes=600, index_interval_bytes=150)
 

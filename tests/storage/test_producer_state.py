@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from storage_helpers import read_records, values
 
 from rivulet.protocol.batch import iter_batches
 from rivulet.protocol.records import Record, encode_batch
@@ -37,6 +36,8 @@ from rivulet.storage.producer_state import (
 from rivulet.storage.segmented import SegmentedLog, open_log
 from rivulet.storage.segmented.appending import place_batches
 from rivulet.storage.segmented.producer_snapshots import ProducerSnapshots, decode, encode
+
+from .storage_helpers import read_records, values
 
 NOW = 1_700_000_000_000
 WRAP = 1 << 31

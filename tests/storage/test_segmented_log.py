@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from storage_helpers import batch, read_records, result_bytes, values
 
 from rivulet.protocol.batch import Compression, iter_batches
 from rivulet.storage import (
@@ -19,6 +18,8 @@ from rivulet.storage import (
 )
 from rivulet.storage.segmented import SegmentedLog, delete_log, open_log
 from rivulet.storage.segmented.recovery import CLEAN_SHUTDOWN
+
+from .storage_helpers import batch, read_records, result_bytes, values
 
 
 def files(path: Path) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from group_harness import Harness
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +16,8 @@ from rivulet.broker.coordinator import (
     SyncRequest,
     TopicPartition,
 )
+
+from .group_harness import Harness
 
 small_text = st.sampled_from(["", "g", "m", "c-1", "c-2", "static-1", "é"])
 optional_text = st.none() | small_text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from group_harness import REBALANCE_MS, SESSION_MS, Harness, subscription
 from kio.schema.errors import ErrorCode
 
 from rivulet.broker.coordinator import (
@@ -14,6 +13,8 @@ from rivulet.broker.coordinator import (
     LeavingMember,
     SyncResponse,
 )
+
+from .group_harness import REBALANCE_MS, SESSION_MS, Harness, subscription
 
 E = ErrorCode
 S = GroupState

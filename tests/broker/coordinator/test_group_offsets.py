@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from group_harness import SESSION_MS, Harness, subscription
 from kio.schema.errors import ErrorCode
 
 from rivulet.broker.coordinator import (
@@ -14,6 +13,8 @@ from rivulet.broker.coordinator import (
     OffsetToCommit,
     TopicPartition,
 )
+
+from .group_harness import SESSION_MS, Harness, subscription
 
 E = ErrorCode
 S = GroupState

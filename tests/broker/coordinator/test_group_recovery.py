@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from group_harness import SESSION_MS, Harness
 from kio.schema.errors import ErrorCode
 
 from rivulet.broker.coordinator import GroupState, LeavingMember, TopicPartition
+
+from .group_harness import SESSION_MS, Harness
 
 E = ErrorCode
 S = GroupState

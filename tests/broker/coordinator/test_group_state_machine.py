@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from group_harness import Harness
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -35,6 +34,8 @@ from rivulet.broker.coordinator import (
     SyncResponse,
     TopicPartition,
 )
+
+from .group_harness import Harness
 
 E = ErrorCode
 S = GroupState
