@@ -109,12 +109,13 @@ def worker_rivulet(args: argparse.Namespace) -> dict[str, float]:
     order_placed, order_confirmed = models(Event)
     app = App("bench-rivulet")
     done = asyncio.Event()
-    state = {"count": 0, "t0": 0.0}
+    state = {"count": 0, "t0": 0.0, "cpu0": 0.0}
 
     @app.handler(args.topic, group=args.group)
     async def handle(event: order_placed, ctx: Context) -> None:  # type: ignore[valid-type]
         if not state["count"]:
             state["t0"] = time.perf_counter()
+            state["cpu0"] = time.process_time()
         await ctx.publish(args.out, confirm(event, order_confirmed), key=ctx.key)
         state["count"] += 1
         if state["count"] == args.events:
@@ -133,7 +134,11 @@ def worker_rivulet(args: argparse.Namespace) -> dict[str, float]:
             await done.wait()
 
     asyncio.run(main())
-    return {"records": state["count"], "seconds": time.perf_counter() - state["t0"]}
+    return {
+        "records": state["count"],
+        "seconds": time.perf_counter() - state["t0"],
+        "cpu_seconds": time.process_time() - state["cpu0"],
+    }
 
 
 def worker_faststream(args: argparse.Namespace, *, ack: bool) -> dict[str, float]:
@@ -144,7 +149,7 @@ def worker_faststream(args: argparse.Namespace, *, ack: bool) -> dict[str, float
     order_placed, order_confirmed = models(BaseModel)
     broker = KafkaBroker(args.bootstrap, logger=None)
     done = asyncio.Event()
-    state = {"count": 0, "t0": 0.0}
+    state = {"count": 0, "t0": 0.0, "cpu0": 0.0}
     options: dict[str, Any] = {"group_id": args.group, "auto_offset_reset": "earliest"}
     if ack:
         options["ack_policy"] = AckPolicy.ACK
@@ -183,11 +188,12 @@ def worker_quix(args: argparse.Namespace) -> dict[str, float]:
     )
     source = app.topic(args.topic, value_deserializer="json")
     sink = app.topic(args.out, value_serializer="json")
-    state = {"count": 0, "t0": 0.0}
+    state = {"count": 0, "t0": 0.0, "cpu0": 0.0}
 
     def handle(value: dict[str, Any]) -> dict[str, Any]:
         if not state["count"]:
             state["t0"] = time.perf_counter()
+            state["cpu0"] = time.process_time()
         confirmed = confirm(order_placed.model_validate(value), order_confirmed)
         state["count"] += 1
         if state["count"] == args.events:
@@ -197,7 +203,11 @@ def worker_quix(args: argparse.Namespace) -> dict[str, float]:
 
     app.dataframe(source).apply(handle).to_topic(sink)
     app.run()
-    return {"records": state["count"], "seconds": time.perf_counter() - state["t0"]}
+    return {
+        "records": state["count"],
+        "seconds": time.perf_counter() - state["t0"],
+        "cpu_seconds": time.process_time() - state["cpu0"],
+    }
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -278,6 +288,9 @@ def measure(
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{system} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     result = json.loads(lines[-1])
+    if "cpu_seconds" in result:
+        cpu_us = result["cpu_seconds"] / result["records"] * 1e6
+        print(f"  ({system}: {cpu_us:.1f} us of CPU per event in the framework's process)")
     return float(result["records"]) / float(result["seconds"])
 
 

@@ -140,6 +140,7 @@ class PartitionRunner:
     async def _work(self) -> None:
         owner = self.owner
         producer = owner.producer
+        processor = owner.processor
         while True:
             offset = await self.queue.get()
             if self.draining:
@@ -147,7 +148,11 @@ class PartitionRunner:
             self.started.add(offset)
             self.quiet.clear()
             delivery = _Delivery(self, offset)
-            outcome = await owner.process(self.records[offset], delivery.sink)
+            record = self.records[offset]
+            try:
+                outcome = await processor.process(record, delivery.sink)
+            except Exception:  # noqa: BLE001 - e.g. the database is down: retried, never dropped
+                outcome = await owner.process_until_done(record, delivery.sink)
             if isinstance(outcome, Forwarded):
                 delivery.pending += 1
                 await producer.send(outcome.record, delivery.delivered)
@@ -244,19 +249,22 @@ class GroupConsumer:
 
     # ----------------------------------------------------------------- processing
 
-    async def process(self, record: ConsumedRecord, sink: Sink) -> Any:
-        """Run the processor, retrying unexpected framework failures (never dropping)."""
+    async def process_until_done(self, record: ConsumedRecord, sink: Sink) -> Any:
+        """Retry a record whose processing failed outside its handler, with backoff.
+
+        Called from the ``except`` block of the failed attempt, so the first log line
+        carries that attempt's traceback.
+        """
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
         delay = 0.1
+        _log.exception("%s could not be processed; retrying in %.1f s", where, delay)
         while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
             try:
                 return await self.processor.process(record, sink)
-            except Exception:  # noqa: BLE001 - e.g. the database is unreachable: wait, retry
-                _log.exception(
-                    "%s[%d]@%d could not be processed; retrying in %.1f s",
-                    record.topic, record.partition, record.offset, delay,
-                )  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            except Exception:  # noqa: BLE001 - e.g. the database is down: keep trying
+                _log.exception("%s could not be processed; retrying in %.1f s", where, delay)
 
     def completed(self, count: int) -> None:
         self._in_flight -= count

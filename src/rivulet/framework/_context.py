@@ -15,6 +15,8 @@ from rivulet.framework._wire import ConsumedRecord, Envelope
 
 __all__ = ["Context", "OutboxWriter", "Sink", "Transaction"]
 
+_HANDLER_LOG = logging.getLogger("rivulet.handler")
+
 #: Hands a built record to the producer (direct publishing); returns an awaitable only
 #: when the producer's queue is full and the caller has to wait for room.
 Sink = Callable[[Built], Awaitable[None] | None]
@@ -104,7 +106,6 @@ class Context:
 
     __slots__ = (
         "_adapter",
-        "_base_logger",
         "_encoder",
         "_envelope",
         "_published",
@@ -126,7 +127,6 @@ class Context:
         sink: Sink,
         transaction: Transaction | None = None,
         attempt: int = 1,
-        logger: logging.Logger | None = None,
         traceparent: str | None = None,
     ) -> None:
         #: The consumer group handling the event.
@@ -139,7 +139,6 @@ class Context:
         self._encoder = encoder
         self._sink = sink
         self._transaction = transaction
-        self._base_logger = logger
         self._adapter: logging.LoggerAdapter[logging.Logger] | None = None
         self._published = 0
         # The handling span's context when OpenTelemetry traces; else derived on first use.
@@ -197,8 +196,7 @@ class Context:
                 "correlation_id": self.correlation_id,
                 "group": self.group,
             }
-            base = self._base_logger or logging.getLogger("rivulet.handler")
-            self._adapter = logging.LoggerAdapter(base, extra)
+            self._adapter = logging.LoggerAdapter(_HANDLER_LOG, extra)
         return self._adapter
 
     async def publish(

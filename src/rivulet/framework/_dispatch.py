@@ -112,7 +112,7 @@ def build_routes(handlers: Iterable[HandlerSpec]) -> dict[str, GroupRoutes]:
     return result
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decoded:
     """A record turned into a validated event, with its handler."""
 

@@ -150,6 +150,13 @@ class TraceParent:
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
 
     @staticmethod
+    def new_header(trace_bits: int, span_bits: int) -> str:
+        """``TraceParent.new(trace_bits, span_bits).header()``, without the object."""
+        trace = (trace_bits & ((1 << 128) - 1)) or 1
+        span = (span_bits & 0xFFFF_FFFF_FFFF_FFFF) or 1
+        return f"00-{trace:032x}-{span:016x}-01"
+
+    @staticmethod
     def child_header(parent: str, span_bits: int) -> str | None:
         """``TraceParent.parse(parent).child(span_bits).header()``, without the objects.
 

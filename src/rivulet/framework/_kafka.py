@@ -191,11 +191,13 @@ class Producer:
         return len(self._producer)
 
     async def close(self, timeout_s: float) -> int:
-        """Flush, stop the poller; returns how many records were never confirmed."""
+        """Flush, stop the poller and the client; returns how many were never confirmed."""
         left = await self.flush(timeout_s)
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
             self._poller = None
+        # Without this the client's threads keep reconnecting until it is collected.
+        await asyncio.to_thread(self._producer.close)
         return left

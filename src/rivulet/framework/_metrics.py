@@ -17,19 +17,72 @@ Metric                                         Labels
 ``rivulet_outbox_backlog``                     app
 =============================================  ===================================
 
-Label children are cached, so counting a record costs a dictionary lookup and an
-increment.
+Counting happens on every record, so the values live in plain dictionaries, updated
+without locks on the event loop thread, and are turned into metric families only when
+Prometheus scrapes (a custom collector): prometheus-client's own counters take a
+lock per increment, which cost more than the rest of the bookkeeping of a record.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 __all__ = ["Metrics"]
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# name -> (help, label names after "app")
+_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "rivulet_records_consumed": ("Records read from topics", ("group", "topic")),
+    "rivulet_records_handled": (
+        "Records whose handler succeeded", ("group", "topic", "handler"),
+    ),
+    "rivulet_records_duplicate": (
+        "Redelivered events an idempotent handler had handled", ("group", "topic"),
+    ),
+    "rivulet_handler_failures": (
+        "Handler calls that raised (each retry counts)", ("group", "topic", "handler"),
+    ),
+    "rivulet_records_retried": ("Records sent to a retry topic", ("group", "topic")),
+    "rivulet_records_dead_lettered": (
+        "Records sent to a dead-letter topic", ("group", "topic", "reason"),
+    ),
+    "rivulet_records_skipped": (
+        "Records not for this group, or of a skipped type", ("group", "topic", "reason"),
+    ),
+    "rivulet_published": (
+        "Records handed to the producer (handlers, outbox relay, forwards)", ("topic",),
+    ),
+}  # fmt: skip
+_GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "rivulet_records_in_flight": ("Records fetched and not yet complete", ("group",)),
+    "rivulet_consumer_lag": (
+        "High watermark minus the consumer's position", ("group", "topic", "partition"),
+    ),
+    "rivulet_outbox_backlog": ("Outbox rows waiting for the relay", ()),
+}  # fmt: skip
+
+
+class _Gauge:
+    """``set`` on one labelled gauge (the outbox backlog)."""
+
+    __slots__ = ("_key", "_values")
+
+    def __init__(self, values: dict[tuple[str, ...], float], key: tuple[str, ...]) -> None:
+        self._values = values
+        self._key = key
+
+    def set(self, value: float) -> None:
+        self._values[self._key] = value
 
 
 class Metrics:
@@ -37,100 +90,89 @@ class Metrics:
 
     def __init__(self, app: str) -> None:
         self.app = app
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self._consumed = Counter(
-            "rivulet_records_consumed", "Records read from topics",
-            ["app", "group", "topic"], registry=r,
-        )  # fmt: skip
-        self._handled = Counter(
-            "rivulet_records_handled", "Records whose handler succeeded",
-            ["app", "group", "topic", "handler"], registry=r,
-        )  # fmt: skip
-        self._duplicates = Counter(
-            "rivulet_records_duplicate", "Redelivered events an idempotent handler had handled",
-            ["app", "group", "topic"], registry=r,
-        )  # fmt: skip
-        self._failures = Counter(
-            "rivulet_handler_failures", "Handler calls that raised (each retry counts)",
-            ["app", "group", "topic", "handler"], registry=r,
-        )  # fmt: skip
-        self._retried = Counter(
-            "rivulet_records_retried", "Records sent to a retry topic",
-            ["app", "group", "topic"], registry=r,
-        )  # fmt: skip
-        self._dead = Counter(
-            "rivulet_records_dead_lettered", "Records sent to a dead-letter topic",
-            ["app", "group", "topic", "reason"], registry=r,
-        )  # fmt: skip
-        self._skipped = Counter(
-            "rivulet_records_skipped", "Records not for this group, or of a skipped type",
-            ["app", "group", "topic", "reason"], registry=r,
-        )  # fmt: skip
-        self._duration = Histogram(
-            "rivulet_handler_duration_seconds", "Handling time per record, retries included",
-            ["app", "group", "handler"], buckets=_BUCKETS, registry=r,
-        )  # fmt: skip
-        self._in_flight = Gauge(
-            "rivulet_records_in_flight", "Records fetched and not yet complete",
-            ["app", "group"], registry=r,
-        )  # fmt: skip
-        self._lag = Gauge(
-            "rivulet_consumer_lag", "High watermark minus the consumer's position",
-            ["app", "group", "topic", "partition"], registry=r,
-        )  # fmt: skip
-        self._published = Counter(
-            "rivulet_published", "Records published (handlers, outbox relay, forwards)",
-            ["app", "topic"], registry=r,
-        )  # fmt: skip
-        self.outbox_backlog = Gauge(
-            "rivulet_outbox_backlog", "Outbox rows waiting for the relay", ["app"], registry=r
-        ).labels(app)
-        self._children: dict[tuple[Any, ...], Any] = {}
+        self._counters: dict[tuple[str, ...], float] = {}
+        self._gauges: dict[tuple[str, ...], float] = {}
+        # (group, handler) -> [bucket counts..., +Inf count], and the sums
+        self._histograms: dict[tuple[str, str], list[int]] = {}
+        self._sums: dict[tuple[str, str], float] = {}
+        self.outbox_backlog = _Gauge(self._gauges, ("rivulet_outbox_backlog",))
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = metric.labels(self.app, *labels)
-            self._children[key] = child
-        return child
+    # ----------------------------------------------------------------- updates
+
+    def _add(self, key: tuple[str, ...], amount: float = 1) -> None:
+        counters = self._counters
+        counters[key] = counters.get(key, 0) + amount
 
     def consumed(self, group: str, topic: str, count: int = 1) -> None:
-        self._child(self._consumed, group, topic).inc(count)
+        self._add(("rivulet_records_consumed", group, topic), count)
 
     def handled(self, group: str, topic: str, handler: str, seconds: float) -> None:
-        self._child(self._handled, group, topic, handler).inc()
-        self._child(self._duration, group, handler).observe(seconds)
+        self._add(("rivulet_records_handled", group, topic, handler))
+        key = (group, handler)
+        buckets = self._histograms.get(key)
+        if buckets is None:
+            buckets = self._histograms[key] = [0] * (len(_BUCKETS) + 1)
+            self._sums[key] = 0.0
+        buckets[bisect_left(_BUCKETS, seconds)] += 1
+        self._sums[key] += seconds
 
     def duplicate(self, group: str, topic: str) -> None:
-        self._child(self._duplicates, group, topic).inc()
+        self._add(("rivulet_records_duplicate", group, topic))
 
     def handler_failed(self, group: str, topic: str, handler: str) -> None:
-        self._child(self._failures, group, topic, handler).inc()
+        self._add(("rivulet_handler_failures", group, topic, handler))
 
     def retried(self, group: str, topic: str) -> None:
-        self._child(self._retried, group, topic).inc()
+        self._add(("rivulet_records_retried", group, topic))
 
     def dead_lettered(self, group: str, topic: str, reason: str) -> None:
-        self._child(self._dead, group, topic, reason).inc()
+        self._add(("rivulet_records_dead_lettered", group, topic, reason))
 
     def skipped(self, group: str, topic: str, reason: str) -> None:
-        self._child(self._skipped, group, topic, reason).inc()
-
-    def in_flight(self, group: str, count: int) -> None:
-        self._child(self._in_flight, group).set(count)
-
-    def lag(self, group: str, topic: str, partition: int, value: int) -> None:
-        self._child(self._lag, group, topic, str(partition)).set(value)
-
-    def forget_lag(self, group: str, topic: str, partition: int) -> None:
-        key = (id(self._lag), group, topic, str(partition))
-        if self._children.pop(key, None) is not None:
-            self._lag.remove(self.app, group, topic, str(partition))
+        self._add(("rivulet_records_skipped", group, topic, reason))
 
     def published(self, topic: str, count: int = 1) -> None:
-        self._child(self._published, topic).inc(count)
+        self._add(("rivulet_published", topic), count)
+
+    def in_flight(self, group: str, count: int) -> None:
+        self._gauges[("rivulet_records_in_flight", group)] = count
+
+    def lag(self, group: str, topic: str, partition: int, value: int) -> None:
+        self._gauges[("rivulet_consumer_lag", group, topic, str(partition))] = value
+
+    def forget_lag(self, group: str, topic: str, partition: int) -> None:
+        self._gauges.pop(("rivulet_consumer_lag", group, topic, str(partition)), None)
+
+    # ----------------------------------------------------------------- exposition
+
+    def collect(self) -> Iterator[Metric]:
+        """Metric families for prometheus-client (called at scrape time)."""
+        for name, (text, labels) in _COUNTERS.items():
+            family = CounterMetricFamily(name, text, labels=("app", *labels))
+            for key, value in list(self._counters.items()):
+                if key[0] == name:
+                    family.add_metric((self.app, *key[1:]), value)
+            yield family
+        for name, (text, labels) in _GAUGES.items():
+            gauge = GaugeMetricFamily(name, text, labels=("app", *labels))
+            for key, value in list(self._gauges.items()):
+                if key[0] == name:
+                    gauge.add_metric((self.app, *key[1:]), value)
+            yield gauge
+        histogram = HistogramMetricFamily(
+            "rivulet_handler_duration_seconds",
+            "Handling time per record, retries included",
+            labels=("app", "group", "handler"),
+        )
+        for (group, handler), counts in list(self._histograms.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*map(str, _BUCKETS), "+Inf"), counts, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            histogram.add_metric((self.app, group, handler), buckets, self._sums[(group, handler)])
+        yield histogram
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -24,9 +24,11 @@ dead-lettered behind it and the key stays parked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -34,8 +36,6 @@ from rivulet.framework._context import Context, Sink, Transaction
 from rivulet.framework._db import Database
 from rivulet.framework._dispatch import Decoded, GroupRoutes, Route, decode
 from rivulet.framework._errors import ConfigurationError, DecodeError, NonRetriableError
-from rivulet.framework._events import Event
-from rivulet.framework._handlers import HandlerSpec
 from rivulet.framework._metrics import Metrics
 from rivulet.framework._outbox import Outbox
 from rivulet.framework._publishing import EventEncoder
@@ -99,6 +99,10 @@ class Forwarded:
 
 Outcome = Handled | Skipped | Forwarded
 
+_HANDLED = Handled()
+_NO_SPAN: AbstractContextManager[None] = contextlib.nullcontext()
+_DUPLICATE = Handled(duplicate=True)
+
 
 @dataclass(frozen=True, slots=True)
 class Persistence:
@@ -153,6 +157,7 @@ class Processor:
         self._deadlines: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._parked: dict[str, dict[bytes | None, str | None]] = {}
 
     def forget_parking(self) -> None:
@@ -161,10 +166,18 @@ class Processor:
 
     async def process(self, record: ConsumedRecord, sink: Sink) -> Outcome:
         """Handle ``record``: the outcome tells the runtime what remains to be done."""
-        addressed = addressed_group(record)
-        if addressed is not None and addressed != self.group:
-            return self._skip(record, "other-group")
-        route = self.routes.route_for(record)
+        plain = record.is_plain()
+        if plain:
+            # The common case, kept short: a first delivery from the main topic.
+            route = self.routes.routes.get(record.topic)
+            replay_batch = None
+        else:
+            addressed = addressed_group(record)
+            if addressed is not None and addressed != self.group:
+                return self._skip(record, "other-group")
+            route = self.routes.route_for(record)
+            replay = record.header(REPLAY)
+            replay_batch = None if replay is None else replay.decode("utf-8", "replace")
         if route is None:
             error = ConfigurationError(f"group {self.group!r} has no handler for this topic")
             return self._forward(
@@ -178,8 +191,6 @@ class Processor:
             )
         if decoded is None:
             return self._skip(record, "unhandled-type")
-        replay = record.header(REPLAY)
-        replay_batch = None if replay is None else replay.decode("utf-8", "replace")
         if route.park_failed_keys:
             parked = await self._parked_keys(route.topic)
             if record.key in parked and (
@@ -189,23 +200,17 @@ class Processor:
                 return self._forward(
                     record, DeadLetter(dead_letter_topic(route.topic), "parked"), parked_error
                 )
-        return await self._handle(record, route, decoded, sink, replay_batch)
-
-    async def _handle(
-        self,
-        record: ConsumedRecord,
-        route: Route,
-        decoded: Decoded,
-        sink: Sink,
-        replay_batch: str | None,
-    ) -> Outcome:
         spec = decoded.spec
-        delivery = attempt_of(record)
+        delivery = 1 if plain else attempt_of(record)
         call = 1
         started = self._monotonic()
         while True:
             try:
-                outcome = await self._call(record, decoded, sink, delivery)
+                if spec.idempotent:
+                    outcome = await self._call_in_transaction(record, decoded, sink, delivery)
+                else:
+                    await self._invoke(record, decoded, sink, delivery, None)
+                    outcome = _HANDLED
             except Exception as exc:  # noqa: BLE001 - any handler failure takes the retry path
                 if self._metrics is not None:
                     self._metrics.handler_failed(self.group, route.topic, spec.name)
@@ -231,36 +236,32 @@ class Processor:
                 if isinstance(decision, DeadLetter):
                     return await self._dead_letter(record, route, decision, exc, replay_batch)
                 return self._forward(record, decision, exc)
-            last = record.header(REPLAY_LAST) is not None
-            if route.park_failed_keys and replay_batch is not None and last:
+            last = replay_batch is not None and record.header(REPLAY_LAST) is not None
+            if last and route.park_failed_keys:
                 await self._unpark(route, record.key)
             if self._metrics is not None:
-                if isinstance(outcome, Handled) and outcome.duplicate:
+                if outcome.duplicate:
                     self._metrics.duplicate(self.group, route.topic)
                 else:
                     elapsed = self._monotonic() - started
                     self._metrics.handled(self.group, route.topic, spec.name, elapsed)
             return outcome
 
-    async def _call(
+    async def _call_in_transaction(
         self, record: ConsumedRecord, decoded: Decoded, sink: Sink, delivery: int
-    ) -> Outcome:
-        spec = decoded.spec
-        if not spec.idempotent:
-            await self._invoke(record, decoded, sink, delivery, None)
-            return Handled()
+    ) -> Handled:
         persistence = self._require_persistence()
         async with persistence.database.transaction() as sql:
             claimed = await persistence.store.claim(
                 sql, self.group, decoded.envelope.id, self._clock_ms()
             )
             if not claimed:
-                return Handled(duplicate=True)
+                return _DUPLICATE
             tx = Transaction(sql, encoder=self._encoder, outbox=persistence.outbox.write)
             await self._invoke(record, decoded, sink, delivery, tx)
         if tx._wrote:
             persistence.outbox.committed()
-        return Handled()
+        return _HANDLED
 
     async def _invoke(
         self,
@@ -270,54 +271,45 @@ class Processor:
         delivery: int,
         tx: Transaction | None,
     ) -> None:
+        # Runs for every record: one coroutine for context, span, time limit and call.
         spec = decoded.spec
-        if self._tracing is None:
-            ctx = Context(
-                group=self.group,
-                record=record,
-                envelope=decoded.envelope,
-                encoder=self._encoder,
-                sink=sink,
-                transaction=tx,
-                attempt=delivery,
-                logger=self._log,
-            )
-            await self._call_handler(spec, decoded.event, ctx)
-            return
-        with self._tracing.process(record, decoded.envelope, self.group, spec.name) as trace:
-            ctx = Context(
-                group=self.group,
-                record=record,
-                envelope=decoded.envelope,
-                encoder=self._encoder,
-                sink=sink,
-                transaction=tx,
-                attempt=delivery,
-                logger=self._log,
-                traceparent=trace,
-            )
-            await self._call_handler(spec, decoded.event, ctx)
-
-    async def _call_handler(self, spec: HandlerSpec, event: Event, ctx: Context) -> None:
-        task = asyncio.current_task()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None
         timeout = spec.timeout_s or self._default_timeout_s
-        self._deadlines[task] = asyncio.get_running_loop().time() + timeout
+        self._deadlines[task] = loop.time() + timeout
         if self._watchdog is None or self._watchdog.done():
-            self._watchdog = asyncio.get_running_loop().create_task(
-                self._watch(), name=f"rivulet-watchdog-{self.group}"
-            )
+            self._watchdog = loop.create_task(self._watch(), name=f"rivulet-watchdog-{self.group}")
+        span: AbstractContextManager[str | None] = _NO_SPAN
+        if self._tracing is not None:
+            span = self._tracing.process(record, decoded.envelope, self.group, spec.name)
         try:
-            if spec.takes_context:
-                await spec.fn(event, ctx)
-            else:
-                await spec.fn(event)
-        except asyncio.CancelledError:
-            if task not in self._expired:
-                raise
-            self._expired.discard(task)
-            task.uncancel()
-            raise TimeoutError(f"handler {spec.name} ran longer than {timeout:g} s") from None
+            with span as trace:
+                ctx = Context(
+                    group=self.group,
+                    record=record,
+                    envelope=decoded.envelope,
+                    encoder=self._encoder,
+                    sink=sink,
+                    transaction=tx,
+                    attempt=delivery,
+                    traceparent=trace,
+                )
+                try:
+                    if spec.takes_context:
+                        await spec.fn(decoded.event, ctx)
+                    else:
+                        await spec.fn(decoded.event)
+                except asyncio.CancelledError:
+                    if task not in self._expired:
+                        raise
+                    self._expired.discard(task)
+                    task.uncancel()
+                    raise TimeoutError(
+                        f"handler {spec.name} ran longer than {timeout:g} s"
+                    ) from None
         finally:
             del self._deadlines[task]
 

@@ -33,7 +33,7 @@ __all__ = ["Built", "EventEncoder"]
 _SPEC_VERSION_HEADER = (SPEC_VERSION, b"1.0")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Built:
     """A record ready to publish, with the attributes the outbox and metrics need."""
 
@@ -94,7 +94,7 @@ class EventEncoder:
             child = TraceParent.child_header(parent, self._random_bits(64))
             if child is not None:
                 return child
-        return TraceParent.new(self._random_bits(128), self._random_bits(64)).header()
+        return TraceParent.new_header(self._random_bits(128), self._random_bits(64))
 
     def build(
         self,

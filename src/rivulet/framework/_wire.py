@@ -77,13 +77,31 @@ TRACEPARENT: Final = "traceparent"
 
 _SPEC_VERSION_VALUE: Final = b"1.0"
 
+# Headers retries, dead letters and replays add (Spring's names and ours): a record
+# without any is on its first delivery from its main topic.
+_BOOKKEEPING: Final = frozenset(
+    {
+        "kafka_dlt-original-topic",
+        "kafka_dlt-original-consumer-group",
+        "retry_topic-attempts",
+        "retry_topic-backoff-timestamp",
+        "rivulet_replay",
+        "rivulet_replay-last",
+    }
+)
+
 #: Kafka record headers as confluent-kafka hands them over: names and raw values.
 Headers = Sequence[tuple[str, bytes | None]]
 
 E = TypeVar("E", bound=Event)
 
 
-@dataclass(frozen=True, slots=True)
+# The value objects made for every record are plain slots dataclasses, not frozen
+# ones: a frozen dataclass sets each field through object.__setattr__, which showed up
+# in profiles of the consume loop. Treat them as read-only all the same.
+
+
+@dataclass(slots=True)
 class Envelope:
     """The CloudEvents attributes of one record (everything but the payload)."""
 
@@ -97,7 +115,7 @@ class Envelope:
     traceparent: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConsumedRecord:
     """A record as read from a topic: what the framework needs of a consumer message."""
 
@@ -118,14 +136,21 @@ class ConsumedRecord:
         The headers are indexed on first use: a record's headers are read several times
         on its way through the framework.
         """
+        return self.header_index().get(name)
+
+    def header_index(self) -> dict[str, bytes]:
+        """Header name to last value (absent values left out)."""
         index = self._index
         if index is None:
-            index = {k: v for k, v in self.headers if v is not None}
-            object.__setattr__(self, "_index", index)
-        return index.get(name)
+            index = self._index = {k: v for k, v in self.headers if v is not None}
+        return index
+
+    def is_plain(self) -> bool:
+        """No retry, dead-letter or replay headers: a record as its producer wrote it."""
+        return _BOOKKEEPING.isdisjoint(self.header_index())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutgoingRecord:
     """A record ready for a producer."""
 
@@ -223,16 +248,6 @@ def _summary(exc: pydantic.ValidationError) -> str:
     return "; ".join(parts[:3]) + more
 
 
-def _text(record: ConsumedRecord, name: str) -> str | None:
-    raw = record.header(name)
-    if raw is None:
-        return None
-    try:
-        return raw.decode()
-    except UnicodeDecodeError:
-        raise MalformedRecordError(f"header {name!r} is not valid UTF-8") from None
-
-
 def decode_envelope(record: ConsumedRecord) -> Envelope:
     """The CloudEvents attributes of a consumed record.
 
@@ -240,19 +255,47 @@ def decode_envelope(record: ConsumedRecord) -> Envelope:
     spec version is not 1.x. The last occurrence of a repeated header wins, as in
     Kafka's ``Headers.lastHeader``.
     """
-    spec = _text(record, SPEC_VERSION)
+    index = record.header_index()
+    try:
+        text = {name: index[name].decode() for name in _CLOUDEVENTS if name in index}
+    except UnicodeDecodeError:
+        bad = next(n for n in _CLOUDEVENTS if n in index and not _is_utf8(index[n]))
+        raise MalformedRecordError(f"header {bad!r} is not valid UTF-8") from None
+    spec = text.get(SPEC_VERSION)
     if spec is not None and not spec.startswith("1."):
         raise MalformedRecordError(f"unsupported CloudEvents spec version {spec!r} (expected 1.x)")
+    get = text.get
     return Envelope(
-        id=_text(record, EVENT_ID) or f"{record.topic}-{record.partition}-{record.offset}",
-        type=_text(record, EVENT_TYPE),
-        source=_text(record, EVENT_SOURCE) or "",
-        time=_text(record, EVENT_TIME),
-        content_type=_text(record, CONTENT_TYPE),
-        correlation_id=_text(record, CORRELATION_ID),
-        causation_id=_text(record, CAUSATION_ID),
-        traceparent=_text(record, TRACEPARENT),
+        id=get(EVENT_ID) or f"{record.topic}-{record.partition}-{record.offset}",
+        type=get(EVENT_TYPE),
+        source=get(EVENT_SOURCE) or "",
+        time=get(EVENT_TIME),
+        content_type=get(CONTENT_TYPE),
+        correlation_id=get(CORRELATION_ID),
+        causation_id=get(CAUSATION_ID),
+        traceparent=get(TRACEPARENT),
     )
+
+
+_CLOUDEVENTS: Final = (
+    SPEC_VERSION,
+    EVENT_ID,
+    EVENT_TYPE,
+    EVENT_SOURCE,
+    EVENT_TIME,
+    CONTENT_TYPE,
+    CORRELATION_ID,
+    CAUSATION_ID,
+    TRACEPARENT,
+)
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def encode_key(key: str | bytes | None) -> bytes | None:
