@@ -138,17 +138,28 @@ class Projection:
             (topic, partition, offset + 1),
         )
         order_id = getattr(event, "order_id", None)
-        if not isinstance(order_id, str):
+        if not isinstance(order_id, str) or merge(None, event) is None:
             return True
-        before = await self._facts(tx, order_id)
+        if tx.dialect == "postgresql":
+            # Events of one order arrive on four topics, folded concurrently: take the
+            # order's row (created if need be) for this transaction, or an update is lost.
+            await tx.execute(
+                "INSERT INTO analytics_orders (order_id, status, captured_cents) "
+                "VALUES (?, 'pending', 0) ON CONFLICT DO NOTHING",
+                (order_id,),
+            )
+        before = await self._facts(tx, order_id, lock=True)
         after = merge(before, event)
         if after is not None and after != before:
             await self._write(tx, after, lines=before is None or before.lines != after.lines)
         return True
 
-    async def _facts(self, tx: Transaction, order_id: str) -> OrderFacts | None:
+    async def _facts(
+        self, tx: Transaction, order_id: str, *, lock: bool = False
+    ) -> OrderFacts | None:
+        suffix = " FOR UPDATE" if lock and tx.dialect == "postgresql" else ""
         row = await tx.fetchone(
-            f"SELECT {_FACT_COLUMNS} FROM analytics_orders WHERE order_id = ?",  # noqa: S608
+            f"SELECT {_FACT_COLUMNS} FROM analytics_orders WHERE order_id = ?{suffix}",  # noqa: S608
             (order_id,),
         )
         if row is None:
