@@ -847,6 +847,9 @@ class Up:
         self._lag: dict[str, int] = {}
         self._summary: dict[str, int] = {}
         self._history: list[tuple[float, int, int]] = []
+        #: The largest total consumer lag seen while orders were being placed.
+        self.max_lag = 0
+        self.drain_seconds: float | None = None
         self.kills: list[tuple[float, str]] = []
         self._watch: KafkaWatch | None = None
 
@@ -1028,6 +1031,8 @@ class Up:
         done = self._summary.get("shipped", 0) + self._summary.get("cancelled", 0)
         accepted = self.load.stats.accepted if self.load else 0
         self._history.append((time.monotonic(), accepted, done))
+        if not self.stop.is_set():
+            self.max_lag = max(self.max_lag, sum(self._lag.values()))
         self._history = self._history[-30:]
 
     def _rates(self) -> tuple[float, float]:
@@ -1287,7 +1292,9 @@ class Up:
         print(
             "load stopped; waiting for the orders in flight to finish...", file=self.out, flush=True
         )
+        draining_since = time.monotonic()
         drained = await self.drain(client)
+        self.drain_seconds = round(time.monotonic() - draining_since, 1)
         state = await self.gather_state(client)
         checks = check_invariants(state)
         if not drained:
@@ -1320,6 +1327,10 @@ class Up:
             "saga_latency_ms": state.analytics.get("saga_latency_ms", {}),
             "restarts": {n: p.restarts for n, p in self.supervisor.processes.items()},
             "kills": len(self.kills),
+            "max_lag": self.max_lag,
+            "drain_seconds": self.drain_seconds,
+            "cpus": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "webhooks": {
                 "applied": len(state.applied),
                 "duplicates": receiver.duplicates if receiver else 0,
