@@ -146,3 +146,16 @@ async def test_a_rolled_back_transaction_publishes_nothing(
         records = await kafka.records("orders", count=1)
     assert [e.order_id for e in events] == ["kept"]
     assert len(records) == 1
+
+
+async def test_old_processed_records_and_sent_rows_are_purged(
+    kafka: KafkaHarness, database_url: str
+) -> None:
+    app = inventory()
+    async with kafka.run(app, database_url=database_url, processed_retention_ms=0) as runtime:
+        await kafka.publish("orders", OrderPlaced(order_id="o-1", qty=1), key="o-1")
+        await kafka.events("inventory", StockReserved, count=1)
+        await drained(runtime)
+        await asyncio.sleep(0.01)  # retention 0: anything older than now goes
+        processed, sent = await runtime.purge_old_records()
+    assert (processed, sent) == (1, 1)

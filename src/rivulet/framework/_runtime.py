@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["Runtime"]
 
 _log = logging.getLogger("rivulet.app")
+_MAINTENANCE_INTERVAL_S = 600.0
 
 
 def _wall_clock_ms() -> int:
@@ -78,6 +79,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self.consumers: list[GroupConsumer] = []
         self._relay: OutboxRelay | None = None
+        self._maintenance: asyncio.Task[None] | None = None
         self._http: HttpEndpoint | None = None
         self._database: Database | None = None
         self._store: FrameworkStore | None = None
@@ -160,6 +162,9 @@ class Runtime:
         self._start_consumers(Persistence(database, store, self._outbox))
         if settings.outbox_relay:
             self._start_relay()
+        self._maintenance = asyncio.get_running_loop().create_task(
+            self._maintain(), name="rivulet-maintenance"
+        )
         if settings.http_listen:
             self._http = HttpEndpoint(self)
             await self._http.start(settings.http_listen)
@@ -225,6 +230,29 @@ class Runtime:
             return f"{self.app.name}:instance:{instance}"
         return f"{socket.gethostname()}:{os.getpid()}:{id(self)}"
 
+    async def purge_old_records(self) -> tuple[int, int]:
+        """Forget processed-event records and sent outbox rows past their retention.
+
+        Runs every few minutes on its own; returns how many of each were deleted.
+        """
+        if self._store is None:
+            return 0, 0
+        cutoff = self._clock_ms() - self.settings.processed_retention_ms
+        async with self.database.transaction() as tx:
+            processed = await self._store.purge_processed(tx, cutoff)
+            sent = await self._store.purge_sent(tx, cutoff)
+        if processed or sent:
+            _log.info("purged %d processed-event records and %d sent outbox rows", processed, sent)
+        return processed, sent
+
+    async def _maintain(self) -> None:
+        while True:
+            try:
+                await self.purge_old_records()
+            except Exception:  # noqa: BLE001 - retried at the next round
+                _log.exception("purging old framework records failed")
+            await asyncio.sleep(_MAINTENANCE_INTERVAL_S)
+
     async def _publish_batch(self, records: Sequence[OutgoingRecord]) -> None:
         await self.producer.send_and_wait(list(records))
         for record in records:
@@ -251,6 +279,10 @@ class Runtime:
         await self._stack.aclose()
 
     async def _stop_tasks(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
         self._stopping.set()
         results = await asyncio.gather(*self._tasks, return_exceptions=True)
         for result in results:
