@@ -281,3 +281,30 @@ async def test_stuck_handlers_pause_the_partitions_until_work_completes(
         gate.set()
         await asyncio.wait_for(done.wait(), 30)
         assert not consumer.paused
+
+
+class Report(Event):
+    body: str
+
+
+async def test_a_publish_the_broker_refuses_ends_in_the_dead_letter_topic(
+    kafka: KafkaHarness,
+) -> None:
+    app = App("reporter")
+    app.topic("reports", config={"max.message.bytes": "2000"})
+
+    @app.handler("steps", publishes={"reports": Report})
+    async def report(event: Step, ctx: Context) -> None:
+        size = 5_000 if event.entity == "big" else 10
+        await ctx.publish("reports", Report(body="x" * size), key=event.entity)
+
+    async with kafka.run(app):
+        await kafka.publish("steps", Step(entity="big", seq=0), key="big")
+        await kafka.publish("steps", Step(entity="small", seq=1), key="small")
+        [dead] = await kafka.records("steps-dlt", count=1)
+        [after] = await kafka.events("reports", Report, count=1)
+    headers = headers_of(dead)
+    assert headers["rivulet_dlt-reason"] == b"publish-failed"
+    assert headers["kafka_dlt-exception-fqcn"] == b"rivulet.framework._errors.PublishError"
+    assert dead.key == b"big"
+    assert after.body == "x" * 10

@@ -36,7 +36,7 @@ from rivulet.framework._errors import PublishError
 from rivulet.framework._flow import CommitPolicy, FlowControl, FlowDecision, PartitionWindow, Pauses
 from rivulet.framework._kafka import Producer
 from rivulet.framework._metrics import Metrics
-from rivulet.framework._processor import Forwarded, Processor
+from rivulet.framework._processor import Forwarded, Outcome, Processor
 from rivulet.framework._publishing import Built
 from rivulet.framework._retry import backoff_remaining_ms
 from rivulet.framework._wire import ConsumedRecord
@@ -51,6 +51,8 @@ _log = logging.getLogger("rivulet.consumer")
 _TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
 _LAG_INTERVAL_S = 5.0
 _BATCH = 1_000
+_GIVE_UP_AFTER = 3
+PUBLISH_FAILED = PublishError("the broker refused this record's publishes three times")
 
 
 def to_record(message: Any) -> ConsumedRecord:
@@ -115,6 +117,7 @@ class PartitionRunner:
         self.committed: int | None = None
         self.draining = False
         self.closed = False
+        self.rewinding = False
         self.quiet = asyncio.Event()
         self.quiet.set()
         self.workers = [
@@ -149,8 +152,12 @@ class PartitionRunner:
             self.quiet.clear()
             delivery = _Delivery(self, offset)
             record = self.records[offset]
+            outcome: Outcome
             try:
-                outcome = await processor.process(record, delivery.sink)
+                if owner.gave_up_on(record):
+                    outcome = await processor.give_up(record, PUBLISH_FAILED)
+                else:
+                    outcome = await processor.process(record, delivery.sink)
             except Exception:  # noqa: BLE001 - e.g. the database is down: retried, never dropped
                 outcome = await owner.process_until_done(record, delivery.sink)
             if isinstance(outcome, Forwarded):
@@ -166,6 +173,7 @@ class PartitionRunner:
     def _complete(self, offset: int) -> None:
         if self.closed:
             return
+        self.owner.forget_failures(self, offset)
         self.window.complete(offset)
         del self.records[offset]
         self.started.discard(offset)
@@ -236,6 +244,8 @@ class GroupConsumer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.assigned = asyncio.Event()
         self.failure: BaseException | None = None
+        # (topic, partition, offset) -> rounds whose publishes the broker refused
+        self._publish_failures: dict[tuple[str, int, int], int] = {}
 
     @property
     def in_flight(self) -> int:
@@ -276,21 +286,40 @@ class GroupConsumer:
                 self._apply_flow(decision)
 
     def delivery_failed(self, runner: PartitionRunner, offset: int, error: PublishError) -> None:
-        """A publish was not confirmed: rewind the partition to redeliver what is unfinished."""
-        if runner.closed:
-            return
-        _log.error(
-            "%s[%d]@%d: publish failed (%s); rewinding",
-            runner.topic,
-            runner.partition,
-            offset,
-            error,
-        )
-        position = runner.window.commit_position()
-        asyncio.get_running_loop().create_task(self._rewind(runner, position))
+        """A publish was not confirmed: rewind the partition to redeliver what is unfinished.
 
-    async def _rewind(self, runner: PartitionRunner, position: int | None) -> None:
+        The record is handled again (its publishes keep their ids). After
+        ``_GIVE_UP_AFTER`` failed rounds it is dead-lettered instead (reason
+        ``publish-failed``), so a publish the broker will never accept cannot stall the
+        partition; the rounds back off exponentially.
+        """
+        if runner.rewinding:
+            return
+        runner.rewinding = True
+        key = (runner.topic, runner.partition, offset)
+        failures = self._publish_failures[key] = self._publish_failures.get(key, 0) + 1
+        _log.error(
+            "%s[%d]@%d: publish failed (%s); rewinding (failure %d)",
+            runner.topic, runner.partition, offset, error, failures,
+        )  # fmt: skip
+        position = runner.window.commit_position()
+        delay = min(0.05 * 2**failures, 10.0)
+        asyncio.get_running_loop().create_task(self._rewind(runner, position, delay))
+
+    def gave_up_on(self, record: ConsumedRecord) -> bool:
+        """Whether publishing for ``record`` failed too often to handle it again."""
+        failures = self._publish_failures
+        if not failures:
+            return False
+        return failures.get((record.topic, record.partition, record.offset), 0) >= _GIVE_UP_AFTER
+
+    def forget_failures(self, runner: PartitionRunner, offset: int) -> None:
+        if self._publish_failures:
+            self._publish_failures.pop((runner.topic, runner.partition, offset), None)
+
+    async def _rewind(self, runner: PartitionRunner, position: int | None, delay: float) -> None:
         await runner.close()
+        await asyncio.sleep(delay)
         key = (runner.topic, runner.partition)
         if self._runners.get(key) is not runner or position is None:
             return
@@ -299,9 +328,7 @@ class GroupConsumer:
         fresh.next_offset = position
         fresh.committed = runner.committed
         self._runners[key] = fresh
-        self._consumer.seek(
-            confluent_kafka.TopicPartition(runner.topic, runner.partition, position)
-        )
+        self._seek(key, position)
 
     # ----------------------------------------------------------------- intake
 
@@ -570,6 +597,7 @@ class GroupConsumer:
 
         await loop.run_in_executor(self._thread, leave)
         self._thread.shutdown(wait=True)
+        self.processor.close()
 
 
 async def _as_coroutine(work: Awaitable[Any]) -> Any:

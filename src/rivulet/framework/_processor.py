@@ -330,6 +330,15 @@ class Processor:
         if self._watchdog is not None:
             self._watchdog.cancel()
 
+    async def give_up(self, record: ConsumedRecord, error: BaseException) -> Forwarded:
+        """Dead-letter ``record`` (reason ``publish-failed``) without handling it again."""
+        route = self.routes.route_for(record)
+        topic = dead_letter_topic(route.topic if route is not None else record.topic)
+        decision = DeadLetter(topic, "publish-failed")
+        if route is None:
+            return self._forward(record, decision, error)
+        return await self._dead_letter(record, route, decision, error)
+
     async def _dead_letter(
         self,
         record: ConsumedRecord,
