@@ -24,6 +24,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -112,7 +113,10 @@ class PartitionRunner:
         self.window = PartitionWindow(concurrency)
         self.records: dict[int, ConsumedRecord] = {}
         self.started: set[int] = set()
-        self.queue: asyncio.Queue[int] = asyncio.Queue()
+        # Started offsets waiting for a worker. A deque and an event rather than an
+        # asyncio.Queue: taking the next record is on the path of every record.
+        self.ready: deque[int] = deque()
+        self._wake = asyncio.Event()
         self.next_offset: int | None = None
         self.committed: int | None = None
         self.draining = False
@@ -137,15 +141,21 @@ class PartitionRunner:
         return True
 
     def kick(self) -> None:
-        for offset in self.window.start_ready():
-            self.queue.put_nowait(offset)
+        started = self.window.start_ready()
+        if started:
+            self.ready.extend(started)
+            self._wake.set()
 
     async def _work(self) -> None:
         owner = self.owner
         producer = owner.producer
         processor = owner.processor
+        ready = self.ready
         while True:
-            offset = await self.queue.get()
+            while not ready:
+                self._wake.clear()
+                await self._wake.wait()
+            offset = ready.popleft()
             if self.draining:
                 continue  # left for the partition's next owner (the commit stops before it)
             self.started.add(offset)
