@@ -105,3 +105,16 @@ async def test_a_lambda_map_has_an_unknown_output_type_in_the_topology() -> None
         lambda o: LargeOrder(order_id=o.order_id, total=o.total)
     ).to("large-orders")
     assert app.handlers[0].publications() == (("large-orders", ()),)
+
+
+async def test_streams_skip_other_event_types_on_their_topic() -> None:
+    class Cancelled(Event):
+        order_id: str
+
+    app = App("large-orders")
+    app.stream("orders", OrderPlaced).filter(lambda o: o.total > 1000).to("large-orders")
+    spec = app.handlers[0]
+    assert spec.unknown_types == "skip"
+    routes = build_routes(app.handlers)["large-orders"]
+    assert routes.routes["orders"].resolve("Cancelled") is None
+    assert Cancelled.__event_type__ == "Cancelled"

@@ -194,11 +194,14 @@ class App:
         group: str | None = None,
         concurrency: int = 1,
         retry: RetryPolicy | None = None,
+        unknown_types: UnknownTypes = "skip",
     ) -> Stream[E]:
         """A stream of ``topic``'s ``event`` records, to filter, map and send elsewhere.
 
         Calling it again with the same topic, event type and group returns a stream on
-        the same source: its ``.to`` calls are further branches of one handler.
+        the same source: its ``.to`` calls are further branches of one handler. Other
+        event types on the topic are skipped (a stream selects), unless
+        ``unknown_types="dead-letter"``.
         """
         group = group or self.name
         key = (group, topic, event)
@@ -216,6 +219,7 @@ class App:
                     takes_context=True,
                     concurrency=concurrency,
                     retry=retry or RetryPolicy(),
+                    unknown_types=unknown_types,
                     stream=root,
                 )
             )
