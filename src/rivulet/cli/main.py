@@ -28,6 +28,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "rivulet.cli.demo",
     "rivulet.cli.dlq",
     "rivulet.cli.docs",
+    "rivulet.cli.groups",
     "rivulet.cli.k8s",
     "rivulet.cli.projections",
     "rivulet.cli.registry",
