@@ -143,9 +143,9 @@ class PartitionLog(Protocol):
     def append(self, batches: bytearray | memoryview, *, now_ms: int) -> AppendResult:
         """Append one or more validated v2 batches, assigning consecutive offsets.
 
-        ``batches`` (writable) is patched in place (base offsets; with LogAppendTime the max
-        timestamp, the timestamp-type bit and the CRC) and then stored as is; the
-        caller may reuse the buffer once this returns. Raises
+        ``batches`` (writable) is patched in place (base offsets; with
+        LogAppendTime the max timestamp, the timestamp-type bit and the CRC) and
+        then stored as is; the caller may reuse the buffer once this returns. Raises
         :class:`~rivulet.storage.errors.StorageError` when the data cannot be
         written (the log is then left as it was).
 

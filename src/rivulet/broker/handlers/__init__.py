@@ -20,7 +20,9 @@ Rules every handler follows:
 * ``request`` is the kio dataclass of the request's version
   (:func:`rivulet.protocol.messages.request_class`); fields a version lacks are
   simply absent, so read version-dependent ones with ``getattr(request, name,
-  default)`` or check ``ctx.api_version``.
+  default)`` or check ``ctx.api_version``. A handler whose ``Handler`` names a
+  ``read_body`` gets what that returns instead (Produce: record sets left in
+  the request frame, see :mod:`rivulet.protocol.produce`).
 * Return a version-neutral mapping using kio's field names (inspect
   ``dataclasses.fields(response_class(key, version))``); keys a version lacks are
   ignored, durations and timestamps may be plain millisecond ints, error codes
