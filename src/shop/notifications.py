@@ -25,11 +25,10 @@ event types), ``GET /subscriptions``, ``DELETE /subscriptions/{id}``;
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -89,21 +88,24 @@ def _now_ms() -> int:
 
 
 class _Client:
-    """One HTTP client for the service's life (connection reuse per subscriber host)."""
+    """One HTTP client for the service's life (connection reuse per subscriber host).
+
+    aiohttp rather than httpx: deliveries are this service's hot path, and aiohttp's
+    client takes a fraction of the CPU per request.
+    """
 
     def __init__(self) -> None:
-        self.http: httpx.AsyncClient | None = None
+        self.http: aiohttp.ClientSession | None = None
 
     async def start(self, settings: ShopSettings) -> None:
-        self.http = httpx.AsyncClient(
-            timeout=settings.webhook_timeout_s,
-            limits=httpx.Limits(max_connections=64),
-            follow_redirects=False,
+        self.http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s),
+            connector=aiohttp.TCPConnector(limit=64),
         )
 
     async def stop(self) -> None:
         if self.http is not None:
-            await self.http.aclose()
+            await self.http.close()
             self.http = None
 
 
@@ -111,8 +113,6 @@ client = _Client()
 
 
 async def _start(settings: ShopSettings) -> None:
-    # One line per delivery attempt is the webhook's own log, not the service's.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     async with app.transaction() as tx:
         for statement in _DDL:
             await tx.execute(statement)
@@ -182,18 +182,23 @@ async def deliver(request: WebhookRequested, ctx: Context) -> None:
     headers = sign(request.delivery_id, body, secret=subscription.secret, now_s=_now_ms() // 1000)
     assert client.http is not None, "started with the service"
     try:
-        response = await client.http.post(
-            subscription.url, content=body, headers={**headers, "content-type": "application/json"}
-        )
-    except httpx.HTTPError as exc:
+        async with client.http.post(
+            subscription.url,
+            data=body,
+            headers={**headers, "content-type": "application/json"},
+            allow_redirects=False,
+        ) as response:
+            status = response.status
+            await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
         await _attempted(request, f"{type(exc).__name__}: {exc}")
         raise WebhookDeliveryError(f"{subscription.url}: {type(exc).__name__}: {exc}") from exc
-    if response.is_success:
+    if 200 <= status < 300:
         await _attempted(request, None)
         return
-    error = f"HTTP {response.status_code} from {subscription.url}"
+    error = f"HTTP {status} from {subscription.url}"
     await _attempted(request, error)
-    if response.status_code >= 500 or response.status_code in _RETRIABLE_STATUS:
+    if status >= 500 or status in _RETRIABLE_STATUS:
         raise WebhookDeliveryError(error)
     raise NonRetriableError(f"{error}: the endpoint refuses this delivery")
 
