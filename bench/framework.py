@@ -256,7 +256,7 @@ def fill(bootstrap: str, topic: str, events: int) -> None:
         order_id = f"ord-{n:012d}-5b1d-4e8a"
         base["order_id"] = order_id
         value = json.dumps(base, separators=(",", ":")).encode()
-        headers = [
+        headers: list[tuple[str, str | bytes | None]] = [
             ("ce_specversion", b"1.0"),
             ("ce_id", str(uuid.uuid4()).encode()),
             ("ce_type", b"OrderPlaced"),
