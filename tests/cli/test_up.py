@@ -304,12 +304,18 @@ def postgres_schemas() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def test_up_check_on_postgresql(tmp_path: Path, postgres_schemas: str) -> None:
+def test_up_check_on_postgresql_and_an_external_kafka(
+    tmp_path: Path, postgres_schemas: str, broker_factory: Any
+) -> None:
+    kafka = broker_factory(num_partitions=3)
     status, output, summary = up(
         tmp_path / "data", "--duration", "5", "--check",
         "--database", POSTGRES_URL, "--schema-prefix", postgres_schemas,
+        "--bootstrap-servers", kafka.bootstrap_servers,
     )  # fmt: skip
     assert_all_hold(status, output, summary)
+    assert "broker" not in summary["restarts"], "no embedded broker was started"
+    assert not (tmp_path / "data" / "broker").exists()
     shop_files = {p.name for p in (tmp_path / "data" / "shop").iterdir()}
     assert not {f for f in shop_files if f.startswith("orders.db")}, "orders ran on PostgreSQL"
 
