@@ -271,6 +271,22 @@ def test_check_needs_a_duration(tmp_path: Path) -> None:
     assert "--check needs --duration" in output
 
 
+def test_a_second_up_on_the_same_data_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "up.json").write_text(json.dumps({"pid": os.getpid()}))
+    status, output, _ = up(tmp_path, "--duration", "1")
+    assert status == 2
+    assert f"another rivulet up (pid {os.getpid()})" in output
+
+
+def test_a_database_it_cannot_reach_is_reported_clearly(tmp_path: Path) -> None:
+    status, output, _ = up(
+        tmp_path, "--duration", "1", "--bootstrap-servers", "127.0.0.1:9",
+        "--database", "postgresql://nobody@127.0.0.1:9/none",
+    )  # fmt: skip
+    assert status == 2, output[-2000:]
+    assert "cannot prepare the PostgreSQL schemas" in output
+
+
 def test_up_check_on_sqlite_and_a_second_run_continues_from_the_data(tmp_path: Path) -> None:
     data = tmp_path / "data"
     status, output, _ = up(data, "--duration", "5")

@@ -64,6 +64,7 @@ __all__ = [
     "ProcessSpec",
     "Supervisor",
     "SystemState",
+    "UpError",
     "UpSettings",
     "WebhookReceiver",
     "add_arguments",
@@ -83,6 +84,10 @@ _STABLE_AFTER_S = 30.0
 
 
 # ============================================================================ settings
+
+
+class UpError(Exception):
+    """``rivulet up`` cannot start; the message says why and what to do."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -883,10 +888,13 @@ class Up:
             return
         import psycopg  # noqa: PLC0415
 
-        with psycopg.connect(self.settings.database, autocommit=True) as conn:
-            for service in self.services:
-                schema = _schema_of(self.settings.schema_prefix, service.name)
-                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        try:
+            with psycopg.connect(self.settings.database, autocommit=True) as conn:
+                for service in self.services:
+                    schema = _schema_of(self.settings.schema_prefix, service.name)
+                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        except psycopg.Error as exc:
+            raise UpError(f"cannot prepare the PostgreSQL schemas: {exc}".strip()) from exc
 
     def _service_env(self, name: str, api_port: int) -> dict[str, str]:
         s = self.settings
@@ -1236,6 +1244,9 @@ class Up:
                 await self._subscribe(client, receiver_url)
                 self._print_urls(receiver_url)
                 status = await self._run_load(client)
+        except UpError as exc:
+            print(f"rivulet up: {exc}", file=sys.stderr)
+            status = 2
         except TimeoutError as exc:
             print(f"rivulet up: {exc}; see the logs in {settings.data_dir / 'logs'}/",
                   file=sys.stderr)  # fmt: skip
@@ -1494,8 +1505,31 @@ def run(args: argparse.Namespace) -> int:
     if settings.check and settings.duration_s is None:
         print("rivulet up: --check needs --duration (when to stop the load)", file=sys.stderr)
         return 2
+    running = _running_pid(settings.data_dir)
+    if running is not None:
+        print(
+            f"rivulet up: another rivulet up (pid {running}) is using {settings.data_dir}; "
+            "stop it first, or pass another --data-dir",
+            file=sys.stderr,
+        )
+        return 2
     up = Up(settings, sys.stdout)
     return asyncio.run(up.main())
+
+
+def _running_pid(data_dir: Path) -> int | None:
+    """The pid of a live ``rivulet up`` on ``data_dir``, from its ``up.json``."""
+    try:
+        pid = int(json.loads((data_dir / "up.json").read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
 
 
 if __name__ == "__main__":
