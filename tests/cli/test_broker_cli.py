@@ -39,6 +39,17 @@ def test_defaults() -> None:
     args = build_parser().parse_args(["broker"])
     assert args.data_dir == Path(".rivulet/broker")
     assert args.listen == ("127.0.0.1", 9092)
+    assert args.group_initial_rebalance_delay_ms == 3000
+
+
+def test_group_initial_rebalance_delay_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = build_parser().parse_args(
+        ["broker", "--data-dir", str(tmp_path), "--group-initial-rebalance-delay-ms", "-1"]
+    )
+    assert args._run(args) == 2
+    assert "group_initial_rebalance_delay_ms" in capsys.readouterr().err
 
 
 def test_help_lists_broker(capsys: pytest.CaptureFixture[str]) -> None:

@@ -57,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fsync before acknowledging acks=all produce requests (slower, survives power loss)",
     )
     parser.add_argument(
+        "--group-initial-rebalance-delay-ms",
+        type=int,
+        default=3000,
+        metavar="MS",
+        help="how long a new consumer group waits for more members before its first "
+        "rebalance, as Kafka's group.initial.rebalance.delay.ms (default: %(default)s)",
+    )
+    parser.add_argument(
         "--in-memory", action="store_true", help="keep everything in memory (lost on exit)"
     )
     parser.add_argument(
@@ -101,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             num_partitions=args.partitions,
             auto_create_topics=not args.no_auto_create,
             fsync_acks_all=args.fsync,
+            group_initial_rebalance_delay_ms=args.group_initial_rebalance_delay_ms,
             storage=StorageKind.MEMORY if args.in_memory else StorageKind.DURABLE,
             fetch_transfer=FetchTransfer(args.fetch_transfer),
         )
