@@ -129,3 +129,21 @@ def test_no_apps_is_an_error(
 def test_unknown_app_is_an_error(module: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["k8s", "render", "--check", f"{module}:nothing"]) == 2
     assert "has no attribute 'nothing'" in capsys.readouterr().err
+
+
+def test_file_defaults_apply_to_apps_it_does_not_list(module: str, tmp_path: Path) -> None:
+    config = tmp_path / "deploy.toml"
+    config.write_text(
+        '[defaults.scaling]\nlag_threshold = 7\n[defaults.resources]\ncpu_limit = "2"\n'
+    )
+    out = tmp_path / "gen"
+    assert (
+        main(["k8s", "render", "--config", str(config), "--out", str(out), f"{module}:billing"])
+        == 0
+    )
+    docs = list(yaml.safe_load_all((out / "billing.yaml").read_text()))
+    scaled = next(d for d in docs if d["kind"] == "ScaledObject")["spec"]
+    assert scaled["triggers"][0]["metadata"]["lagThreshold"] == "7"
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    limits = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["cpu"] == "2"

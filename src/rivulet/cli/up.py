@@ -31,6 +31,11 @@ random service every few seconds during the load; the invariants must still hold
 ``--database postgresql://...`` runs every service on PostgreSQL (one schema each);
 ``--bootstrap-servers`` (or ``RIVULET_BOOTSTRAP_SERVERS``) uses an existing Kafka
 instead of starting the embedded broker.
+
+``--autoscale`` runs each consuming service as 1..N processes, scaled on its consumer
+lag by the policy of its KEDA ScaledObject (:mod:`rivulet.deploy.local`, with the
+parameters of ``deploy/k8s/services.toml`` or ``--autoscale-config``): every change is
+shown with the lag that caused it, and listed in the summary.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 if TYPE_CHECKING:
     import aiohttp
     import httpx
+
+    from shop.services import Service as ShopService
 
 __all__ = [
     "HELP",
@@ -113,6 +120,9 @@ class UpSettings:
     drain_timeout_s: float = 180.0
     live: bool = True
     summary_json: Path | None = None
+    autoscale: bool = False
+    #: services.toml with the scaling parameters (None: deploy/k8s/services.toml if present).
+    autoscale_config: Path | None = None
 
     @property
     def shop_dir(self) -> Path:
@@ -199,6 +209,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--summary-json", type=Path, metavar="FILE", help="also write the summary as JSON"
     )
+    parser.add_argument(
+        "--autoscale",
+        action="store_true",
+        help="run each consuming service as min..max processes scaled on consumer lag, "
+        "as its KEDA ScaledObject scales it on Kubernetes",
+    )
+    parser.add_argument(
+        "--autoscale-config",
+        type=Path,
+        metavar="FILE",
+        help="services.toml with the scaling parameters (default: deploy/k8s/services.toml "
+        "if it exists, else the defaults)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> UpSettings:
@@ -222,6 +245,8 @@ def _settings(args: argparse.Namespace) -> UpSettings:
         drain_timeout_s=args.drain_timeout,
         live=not args.no_live and sys.stdout.isatty(),
         summary_json=args.summary_json,
+        autoscale=args.autoscale or args.autoscale_config is not None,
+        autoscale_config=args.autoscale_config,
     )
 
 
@@ -865,6 +890,12 @@ class Up:
         self.drain_seconds: float | None = None
         self.kills: list[tuple[float, str]] = []
         self._watch: KafkaWatch | None = None
+        #: Processes --autoscale added, per service (its first process is not listed).
+        self.replicas: dict[str, list[str]] = {}
+        self._replicas_started = 0
+        #: Every --autoscale decision that changed a count, as logged.
+        self.scaling: list[str] = []
+        self._autoscaling: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -953,23 +984,32 @@ class Up:
             self.endpoints.metrics[service.name] = f"http://127.0.0.1:{metrics_port}"
             if service.api_port is not None:
                 self.endpoints.api[service.name] = f"http://127.0.0.1:{api_port}"
-            sup.start(
-                ProcessSpec(
-                    service.name,
-                    ("run", service.app, "--bootstrap-servers", bootstrap,
-                     "--database-url", self._database_url(service.name),
-                     "--http", f"127.0.0.1:{metrics_port}"),
-                    env=self._service_env(service.name, api_port),
-                    ready=f"http://127.0.0.1:{metrics_port}/readyz",
-                    chaos_target=True,
-                )
-            )  # fmt: skip
+            sup.start(self._service_spec(service, service.name, api_port, metrics_port))
         await asyncio.gather(*(self._ready(s.name, timeout_s=120) for s in self.services))
         if self.endpoints.registry:
             await self._ready("registry", timeout_s=60)
         self.groups = self._groups()
         await self._wait_groups()
         self._write_endpoints()
+
+    def _service_spec(
+        self, service: ShopService, name: str, api_port: int, metrics_port: int
+    ) -> ProcessSpec:
+        """``rivulet run`` of one process of ``service``; ``name`` is the process's own."""
+        env = self._service_env(name, api_port)
+        if name != service.name:
+            # Processes --autoscale adds come and go with the lag: as dynamic members they
+            # leave the group when stopped, so their partitions move at once.
+            del env["RIVULET_KAFKA_GROUP_INSTANCE_ID"]
+        return ProcessSpec(
+            name,
+            ("run", service.app, "--bootstrap-servers", self.endpoints.bootstrap_servers,
+             "--database-url", self._database_url(service.name),
+             "--http", f"127.0.0.1:{metrics_port}"),
+            env=env,
+            ready=f"http://127.0.0.1:{metrics_port}/readyz",
+            chaos_target=name == service.name,
+        )  # fmt: skip
 
     def _write_endpoints(self) -> None:
         # For the other commands (`rivulet projections rebuild`) while the shop runs.
@@ -1100,6 +1140,8 @@ class Up:
                 f"{name:<15}{sup.state:<12}{sup.restarts:>9}{'' if lag is None else lag:>8}   "
                 f"{endpoint}"
             )
+        if self.scaling:
+            lines.append("\nautoscale: " + "\n           ".join(self.scaling[-3:]))
         if self.kills:
             when, victim = self.kills[-1]
             lines.append(f"\nchaos: {len(self.kills)} kills, last {victim} "
@@ -1131,6 +1173,51 @@ class Up:
                 last_line = time.monotonic()
                 print(self.progress_line(), file=self.out, flush=True)
             await asyncio.sleep(1.0)
+
+    # ------------------------------------------------------------------ autoscale
+
+    async def autoscale(self) -> None:
+        """Scale the consuming services on lag, as their ScaledObjects do, until cancelled."""
+        from rivulet.deploy.local import LocalAutoscaler  # noqa: PLC0415
+
+        by_app = {s.app: s for s in self.services}
+        scaler = await asyncio.to_thread(
+            LocalAutoscaler.for_apps, list(by_app),
+            bootstrap_servers=self.endpoints.bootstrap_servers,
+            config=self.settings.autoscale_config,
+        )  # fmt: skip
+        while True:
+            current = {
+                app: 1 + len(self.replicas.get(by_app[app].name, ())) for app in scaler.rules
+            }
+            decisions = await asyncio.to_thread(scaler.poll, current)
+            for app, decision in decisions.items():
+                if decision.desired != decision.current:
+                    self.scaling.append(decision.describe())
+                    if not self.settings.live:
+                        print(f"autoscale {decision.describe()}", file=self.out, flush=True)
+                    await self._scale(by_app[app], decision.desired)
+            await asyncio.sleep(scaler.interval_s)
+
+    def _autoscale_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            print(f"rivulet up: --autoscale stopped: {task.exception()}", file=sys.stderr)
+
+    async def _scale(self, service: ShopService, desired: int) -> None:
+        """Start or stop the service's extra processes so that ``desired`` run."""
+        extra = self.replicas.setdefault(service.name, [])
+        while 1 + len(extra) < desired:
+            self._replicas_started += 1
+            name = f"{service.name}.{self._replicas_started}"
+            self.supervisor.start(self._service_spec(service, name, _free_port(), _free_port()))
+            extra.append(name)
+        surplus = extra[max(desired - 1, 0) :]
+        if surplus:
+            # The newest go first; SIGTERM lets them finish their records and leave the group.
+            del extra[max(desired - 1, 0) :]
+            await self.supervisor.stop(surplus, timeout_s=30.0)
+            for name in surplus:
+                del self.supervisor.processes[name]
 
     # ------------------------------------------------------------------ chaos
 
@@ -1294,6 +1381,10 @@ class Up:
         tasks = [loop.create_task(self.load.run(self.stop)), loop.create_task(self.show(client))]
         if settings.chaos:
             tasks.append(loop.create_task(self.chaos()))
+        if settings.autoscale:
+            # Runs on through the drain (lag falling is when it scales down); see shutdown().
+            self._autoscaling = loop.create_task(self.autoscale())
+            self._autoscaling.add_done_callback(self._autoscale_ended)
         if settings.duration_s is not None:
             loop.call_later(settings.duration_s, self.stop.set)
         try:
@@ -1362,12 +1453,17 @@ class Up:
             },
             "checks": [dataclasses.asdict(c) for c in checks],
             "ok": all(c.ok for c in checks),
+            "scaling": list(self.scaling),
         }
 
     async def shutdown(self) -> None:
         self.stop.set()
+        if self._autoscaling is not None:
+            self._autoscaling.cancel()
+            await asyncio.gather(self._autoscaling, return_exceptions=True)
         sup = self.supervisor
         services = [s.name for s in self.services]
+        services += [name for names in self.replicas.values() for name in names]
         await sup.stop(services, timeout_s=5.0 if self.force.is_set() else 30.0)
         await sup.stop(["registry"], timeout_s=10.0)
         await sup.stop(["broker"], timeout_s=30.0)

@@ -63,9 +63,10 @@ def load_config(path: Path) -> ConfigFile:
         _service(entry, defaults, f"{where} [[service]] #{index + 1}")
         for index, entry in enumerate(data.pop("service", []))
     )
-    config: DeployConfig = _build(
-        DeployConfig, {**data, "services": services, "topics": topics}, where
-    )
+    fixed = {"services": services, "topics": topics}
+    for key, cls in _NESTED.items():
+        fixed[f"default_{key}"] = _build(cls, defaults.get(key, {}), f"{where} [defaults.{key}]")
+    config: DeployConfig = _build(DeployConfig, {**data, **fixed}, where)
     return ConfigFile(config, out if out.is_absolute() else path.parent / out)
 
 

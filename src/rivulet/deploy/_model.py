@@ -164,6 +164,9 @@ class DeployConfig:
     #: SIGTERM drain time given to the framework (``shutdown_timeout_s``).
     drain_s: float = Settings().shutdown_timeout_s
     topics: TopicDefaults = field(default_factory=TopicDefaults)
+    #: Resources and scaling of apps that :attr:`services` does not list.
+    default_resources: Resources = field(default_factory=Resources)
+    default_scaling: Scaling = field(default_factory=Scaling)
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.cluster):
@@ -177,11 +180,13 @@ class DeployConfig:
         return PRE_STOP_PAUSE_S + math.ceil(self.drain_s) + 15
 
     def options_for(self, app: str) -> ServiceOptions:
-        """This app's configured options, or the defaults."""
+        """This app's configured options, or the default ones."""
         for options in self.services:
             if options.app == app:
                 return options
-        return ServiceOptions(app=app)
+        return ServiceOptions(
+            app=app, resources=self.default_resources, scaling=self.default_scaling
+        )
 
 
 #: Pause before SIGTERM so that Services stop routing to a terminating pod first.
