@@ -14,8 +14,8 @@ and is skipped, so redelivery after a crash changes nothing.
 **Rebuild by replay.** ``rivulet projections rebuild analytics`` reads the source
 topics from their first offset up to the stored positions, folds them afresh with the
 same :func:`~shop.domain.analytics.merge`, and swaps the result in, in one transaction
-that checks the positions did not move meanwhile (it reads further and tries again if
-they did). The live service can keep running. The source topics keep their history
+that holds the live fold off while it catches up with what was folded meanwhile. The
+live service can keep running. The source topics keep their history
 (``retention.ms=-1``) for this. :data:`projection` is what the command works with.
 """
 

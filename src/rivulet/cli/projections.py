@@ -4,11 +4,11 @@ A projection (such as the shop's ``analytics``, :data:`shop.analytics.projection
 stores, with its rows, the next offset to fold in each source partition. A rebuild
 reads every source partition from its first offset up to those positions, folds the
 events afresh with the projection's own fold, and replaces the rows in one
-transaction that first checks (holding the projection's tables on PostgreSQL) that
-the positions did not move; if the live service folded more meanwhile, the rebuild
-reads the difference and tries again. So it runs next to the live service, and ends
-at exactly the positions the live rows had: the report says whether the rebuilt rows
-are identical to the ones replaced (``--dry-run`` compares without replacing).
+transaction that holds the live service's writes off (SQLite's write lock; a table
+lock on PostgreSQL) while it folds what the live service folded meanwhile. So it runs
+next to the live service, which waits only for that last step, and ends at exactly
+the positions the live rows had: the report says whether the rebuilt rows are
+identical to the ones replaced (``--dry-run`` compares without replacing).
 
 Records that are not events of the projection's types (undecodable, other types)
 are skipped, as the live service skips (dead-letters) them.
@@ -181,40 +181,43 @@ async def rebuild(
         log_level="WARNING",
     )
     facts: dict[str, Any] = {}
-    read_to: dict[Position, int] = {}
-    events = skipped = rounds = 0
+    counts = [0, 0]  # events folded, records skipped
+
+    async def fold_up_to(start: Mapping[Position, int], end: Mapping[Position, int]) -> None:
+        records = await asyncio.to_thread(_read, bootstrap_servers, start, end)
+        for topic, _, _, headers, value in records:
+            event = _decode(spec, topic, headers, value)
+            if event is None:
+                counts[1] += 1
+                continue
+            counts[0] += 1
+            order_id = getattr(event, "order_id", None)
+            if isinstance(order_id, str):
+                folded = spec.fold(facts.get(order_id), event)
+                if folded is not None:
+                    facts[order_id] = folded
+
     async with app.running(settings):
         async with app.transaction() as tx:
             await spec.create_tables(tx)
             target = await spec.positions(tx)
-        while True:
-            rounds += 1
-            records = await asyncio.to_thread(_read, bootstrap_servers, read_to, target)
-            for topic, _, _, headers, value in records:
-                event = _decode(spec, topic, headers, value)
-                if event is None:
-                    skipped += 1
-                    continue
-                events += 1
-                order_id = getattr(event, "order_id", None)
-                if isinstance(order_id, str):
-                    folded = spec.fold(facts.get(order_id), event)
-                    if folded is not None:
-                        facts[order_id] = folded
-            read_to = dict(target)
-            async with app.transaction() as tx:
-                await spec.lock(tx)
-                current = await spec.positions(tx)
-                if current != target:
-                    target = current
-                    continue
-                live = await spec.all_facts(tx)
-                differing = tuple(
-                    sorted(k for k in set(live) | set(facts) if live.get(k) != facts.get(k))
-                )
-                if not dry_run:
-                    await spec.replace(tx, facts.values(), target)
-                break
+        # The bulk of the history, while the live service goes on folding.
+        await fold_up_to({}, target)
+        async with app.transaction() as tx:
+            # Then, with the live service held off, what it folded meanwhile (little),
+            # so the swap lands at exactly the positions of the rows it replaces.
+            await spec.lock(tx)
+            current = await spec.positions(tx)
+            rounds = 1 if current == target else 2
+            if current != target:
+                await fold_up_to(target, current)
+            live = await spec.all_facts(tx)
+            differing = tuple(
+                sorted(k for k in set(live) | set(facts) if live.get(k) != facts.get(k))
+            )
+            if not dry_run:
+                await spec.replace(tx, facts.values(), current)
+    events, skipped = counts
     return RebuildReport(
         name=spec.name,
         events=events,
