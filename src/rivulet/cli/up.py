@@ -962,6 +962,8 @@ class Up:
                     "broker",
                     ("broker", "--data-dir", str(settings.data_dir / "broker"),
                      "--listen", f"127.0.0.1:{port}", "--partitions", "3",
+                     # Each service is its group's first member: nobody to wait for.
+                     "--group-initial-rebalance-delay-ms", "0",
                      "--log-level", "WARNING"),
                     ready=f"tcp://127.0.0.1:{port}",
                 )
