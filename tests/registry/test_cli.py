@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from rivulet.cli.main import build_parser, main
+from rivulet.cli.registry import registry_settings
 from rivulet.registry import ThreadedRegistry
 
 
@@ -32,6 +33,44 @@ def test_registry_needs_a_kafka(
     monkeypatch.delenv("RIVULET_BOOTSTRAP_SERVERS", raising=False)
     assert main(["registry"]) == 2
     assert "--bootstrap-servers" in capsys.readouterr().err
+
+
+def test_registry_takes_the_kafka_client_settings_of_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "rivulet.toml"
+    config.write_text('[kafka]\n"sasl.username" = "from-file"\n"client.id" = "registry-1"\n')
+    environ = {
+        "RIVULET_CONFIG": str(config),
+        "RIVULET_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "RIVULET_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "RIVULET_KAFKA_SASL_USERNAME": "schema-registry",
+        "RIVULET_KAFKA_SASL_PASSWORD": "s3cret",
+        "RIVULET_SCHEMA_REGISTRY_URL": "http://elsewhere:8081",  # not a client property
+    }
+    args = build_parser().parse_args(
+        ["registry", "--bootstrap-servers", "kafka:9093", "--listen", "0.0.0.0:8082"]
+    )
+    settings = registry_settings(args, environ)
+    assert (settings.bootstrap_servers, settings.host, settings.port) == (
+        "kafka:9093",
+        "0.0.0.0",
+        8082,
+    )
+    assert dict(settings.kafka) == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "schema-registry",  # the environment wins over the file
+        "sasl.password": "s3cret",
+        "client.id": "registry-1",
+    }
+    assert dict(registry_settings(args, {}).kafka) == {}
+
+
+def test_registry_refuses_invalid_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RIVULET_MAX_IN_FLIGHT", "lots")
+    assert main(["registry", "--bootstrap-servers", "127.0.0.1:9"]) == 2
+    assert "RIVULET_MAX_IN_FLIGHT" in capsys.readouterr().err
 
 
 def test_registry_serves_until_sigterm(bootstrap_servers: str) -> None:

@@ -3,6 +3,12 @@
 Schemas live in a compacted topic (``_schemas``) of the Kafka cluster named by
 ``--bootstrap-servers`` (or ``RIVULET_BOOTSTRAP_SERVERS``); the registry keeps nothing
 else, so it can be stopped, moved and restarted freely.
+
+Its Kafka clients take the same client settings as a service's: ``RIVULET_KAFKA_<PROPERTY>``
+variables and the ``[kafka]`` table of the ``RIVULET_CONFIG`` file (read by
+:class:`rivulet.framework.Settings`), so it authenticates like the services do
+(``RIVULET_KAFKA_SECURITY_PROTOCOL=SASL_SSL``, ``RIVULET_KAFKA_SASL_MECHANISM=SCRAM-SHA-512``,
+``RIVULET_KAFKA_SASL_USERNAME``, ...).
 """
 
 from __future__ import annotations
@@ -10,10 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from rivulet.cli.broker import parse_listen
 
-__all__ = ["HELP", "NAME", "add_arguments", "run"]
+if TYPE_CHECKING:
+    from rivulet.registry import RegistrySettings
+
+__all__ = ["HELP", "NAME", "add_arguments", "registry_settings", "run"]
 
 NAME = "registry"
 HELP = "run the Confluent-compatible schema registry (schemas kept in a compacted topic)"
@@ -50,12 +61,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def registry_settings(
+    args: argparse.Namespace, environ: Mapping[str, str] = os.environ
+) -> RegistrySettings:
+    """The registry's settings from its options, with the Kafka client properties of
+    ``environ`` (``RIVULET_KAFKA_*``, ``RIVULET_CONFIG``'s ``[kafka]`` table).
+
+    Raises ``rivulet.ConfigurationError`` when a ``RIVULET_*`` setting is invalid.
+    """
+    # The framework's parsing, so a service and the registry read one environment alike.
+    from rivulet.framework import Settings  # noqa: PLC0415
+    from rivulet.registry import RegistrySettings  # noqa: PLC0415
+
+    host, port = args.listen
+    return RegistrySettings(
+        bootstrap_servers=args.bootstrap_servers,
+        host=host,
+        port=port,
+        topic=args.topic,
+        replication_factor=args.replication_factor,
+        kafka=Settings.from_sources(environ).kafka,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415 - keep `rivulet --help` light
     import logging  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
-    from rivulet.registry import RegistryError, RegistryServer, RegistrySettings  # noqa: PLC0415
+    from rivulet.framework import ConfigurationError  # noqa: PLC0415
+    from rivulet.registry import RegistryError, RegistryServer  # noqa: PLC0415
 
     if not args.bootstrap_servers:
         print(
@@ -68,13 +103,11 @@ def run(args: argparse.Namespace) -> int:
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     host, port = args.listen
-    settings = RegistrySettings(
-        bootstrap_servers=args.bootstrap_servers,
-        host=host,
-        port=port,
-        topic=args.topic,
-        replication_factor=args.replication_factor,
-    )
+    try:
+        settings = registry_settings(args)
+    except ConfigurationError as exc:
+        print(f"rivulet registry: {exc}", file=sys.stderr)
+        return 2
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
