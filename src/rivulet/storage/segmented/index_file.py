@@ -1,7 +1,8 @@
 """An append-only file of fixed-size, two-column, big-endian entries.
 
 The offset index and the time index are both such files; this module holds what
-they share (reading, appending, truncating). The columns are held in memory as
+they share (reading, appending, truncating, and the file handling of
+:class:`SegmentIndex`). The columns are held in memory as
 :mod:`array` arrays, so a lookup is a bisect and a gigabyte segment's index costs
 a few megabytes. Entries are read from the file only when first needed, so
 opening a log with many segments reads no index in full.
@@ -16,7 +17,7 @@ import os
 import struct
 from array import array
 
-__all__ = ["IndexFile"]
+__all__ = ["IndexFile", "SegmentIndex"]
 
 
 class IndexFile:
@@ -116,3 +117,44 @@ class IndexFile:
     def close(self) -> None:
         self.write()
         os.close(self._fd)
+
+
+class SegmentIndex:
+    """What the offset index and the time index of one segment do alike.
+
+    Subclasses add the lookups that give the two columns their meaning; the
+    file's life (write, flush, rename, clear, close) is the same for both.
+    """
+
+    __slots__ = ("_file", "base_offset")
+
+    def __init__(self, path: str, base_offset: int, first: str, second: str) -> None:
+        self.base_offset = base_offset
+        self._file = IndexFile(path, first, second)
+
+    @property
+    def path(self) -> str:
+        return self._file.path
+
+    def __len__(self) -> int:
+        return len(self._file)
+
+    @property
+    def torn(self) -> bool:
+        """Whether the file ends in a partial entry; checked before anything loads it."""
+        return self._file.torn
+
+    def write(self) -> None:
+        self._file.write()
+
+    def clear(self) -> None:
+        self._file.clear()
+
+    def rename(self, path: str) -> None:
+        self._file.rename(path)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

@@ -16,42 +16,26 @@ from __future__ import annotations
 
 import bisect
 
-from rivulet.storage.segmented.index_file import IndexFile
+from rivulet.storage.segmented.index_file import SegmentIndex
 
 __all__ = ["ENTRY_SIZE", "OffsetIndex"]
 
 ENTRY_SIZE = 8
 
 
-class OffsetIndex:
+class OffsetIndex(SegmentIndex):
     """Maps offsets to positions in one segment's log file."""
 
-    __slots__ = ("_file", "base_offset")
+    __slots__ = ()
 
     def __init__(self, path: str, base_offset: int) -> None:
-        self.base_offset = base_offset
-        self._file = IndexFile(path, "i", "i")
-
-    @property
-    def path(self) -> str:
-        return self._file.path
-
-    def __len__(self) -> int:
-        return len(self._file)
-
-    @property
-    def torn(self) -> bool:
-        """Whether the file ends in a partial entry; checked before anything loads it."""
-        return self._file.torn
+        super().__init__(path, base_offset, "i", "i")
 
     def is_full(self, max_index_bytes: int) -> bool:
         return (len(self._file) + 1) * ENTRY_SIZE > max_index_bytes
 
     def add(self, offset: int, position: int) -> None:
         self._file.append(offset - self.base_offset, position)
-
-    def write(self) -> None:
-        self._file.write()
 
     def lookup(self, offset: int) -> int:
         """A batch boundary at or before the batch holding ``offset`` (0 when unknown)."""
@@ -80,15 +64,3 @@ class OffsetIndex:
         """The last indexed batch boundary (0 when the index is empty)."""
         self._file.load()
         return self._file.second[-1] if self._file.second else 0
-
-    def clear(self) -> None:
-        self._file.clear()
-
-    def rename(self, path: str) -> None:
-        self._file.rename(path)
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()

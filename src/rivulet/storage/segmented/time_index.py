@@ -16,42 +16,26 @@ from __future__ import annotations
 
 import bisect
 
-from rivulet.storage.segmented.index_file import IndexFile
+from rivulet.storage.segmented.index_file import SegmentIndex
 
 __all__ = ["ENTRY_SIZE", "TimeIndex"]
 
 ENTRY_SIZE = 12
 
 
-class TimeIndex:
+class TimeIndex(SegmentIndex):
     """Maps timestamps to the offset where a scan for them should start."""
 
-    __slots__ = ("_file", "base_offset")
+    __slots__ = ()
 
     def __init__(self, path: str, base_offset: int) -> None:
-        self.base_offset = base_offset
-        self._file = IndexFile(path, "q", "i")
-
-    @property
-    def path(self) -> str:
-        return self._file.path
-
-    def __len__(self) -> int:
-        return len(self._file)
-
-    @property
-    def torn(self) -> bool:
-        """Whether the file ends in a partial entry; checked before anything loads it."""
-        return self._file.torn
+        super().__init__(path, base_offset, "q", "i")
 
     def add(self, timestamp: int, offset: int) -> None:
         """Record a new largest timestamp (ignored unless it is larger)."""
         self._file.load()
         if not self._file.first or timestamp > self._file.first[-1]:
             self._file.append(timestamp, offset - self.base_offset)
-
-    def write(self) -> None:
-        self._file.write()
 
     def last(self) -> tuple[int, int] | None:
         """``(timestamp, offset)`` of the last entry, read without loading the index."""
@@ -76,15 +60,3 @@ class TimeIndex:
             stamps[i] < stamps[i + 1] and offsets[i] <= offsets[i + 1]
             for i in range(len(stamps) - 1)
         )
-
-    def clear(self) -> None:
-        self._file.clear()
-
-    def rename(self, path: str) -> None:
-        self._file.rename(path)
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
