@@ -46,13 +46,18 @@ from shop.events import (
     PaymentVoided,
     ShipmentCreated,
     ShipmentDispatched,
+    serializers,
 )
 
 __all__ = ["DEFAULT_PORT", "Projection", "api", "app", "projection"]
 
 DEFAULT_PORT = 8085
 
-app = App("analytics", description="Orders by state, revenue, top SKUs and saga latency.")
+app = App(
+    "analytics",
+    description="Orders by state, revenue, top SKUs and saga latency.",
+    serializers=serializers(),
+)
 api = FastAPI(title="Rivulet shop: analytics", version="1.0.0")
 
 Position = tuple[str, int]

@@ -20,13 +20,25 @@ shipments           shipping         ShipmentCreated, ShipmentDispatched
 large-orders        large-orders     OrderPlaced (copies of orders above a threshold)
 webhooks            notifications    WebhookRequested (one per subscriber and event)
 ==================  ===============  ==================================================
+
+Encoding (:func:`serializers`): plain JSON by default. When a schema registry is
+configured (``RIVULET_SCHEMA_REGISTRY_URL``, which ``rivulet up`` and the Kubernetes
+overlays set), every event is JSON validated by a JSON Schema registered in it, in
+Confluent's wire format, under the subject ``<topic>-<event type>`` (the
+``topic_record`` strategy: most topics carry several event types); each service
+registers the schemas of the events it publishes when it starts. Plain JSON records
+are still read, so services can switch one at a time.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from rivulet import App, Event
+from rivulet.framework import JsonSerializer, Serializer
 
 __all__ = [
     "INVENTORY",
@@ -68,6 +80,7 @@ __all__ = [
     "VoidPayment",
     "WebhookRequested",
     "declare_topic",
+    "serializers",
 ]
 
 ORDERS = "orders"
@@ -96,6 +109,21 @@ def declare_topic(app: App, topic: str) -> None:
     app.topic(
         topic, partitions=TOPIC_PARTITIONS, config=_KEEP_FOREVER if topic in _REPLAYED else None
     )
+
+
+def serializers(environ: Mapping[str, str] | None = None) -> list[Serializer] | None:
+    """The serializers of a shop app: JSON Schema through the registry if one is configured.
+
+    ``None`` (no ``RIVULET_SCHEMA_REGISTRY_URL``) leaves the framework's default, plain JSON.
+    """
+    # The name is rivulet.registry.serde.REGISTRY_URL_ENV, spelled out so that the apps
+    # import the registry's client (Avro, HTTP, a tenth of a second) only when they use it.
+    url = (os.environ if environ is None else environ).get("RIVULET_SCHEMA_REGISTRY_URL")
+    if not url:
+        return None
+    from rivulet.registry.serde import JsonSchemaSerializer  # noqa: PLC0415
+
+    return [JsonSchemaSerializer(url, subject_strategy="topic_record"), JsonSerializer()]
 
 
 class StockLine(BaseModel):

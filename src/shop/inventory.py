@@ -53,13 +53,18 @@ from shop.events import (
     StockReplenished,
     StockReserved,
     declare_topic,
+    serializers,
 )
 
 __all__ = ["DEFAULT_PORT", "EventStore", "api", "app"]
 
 DEFAULT_PORT = 8082
 
-app = App("inventory", description="Stock per SKU, event-sourced; reserves and releases.")
+app = App(
+    "inventory",
+    description="Stock per SKU, event-sourced; reserves and releases.",
+    serializers=serializers(),
+)
 declare_topic(app, INVENTORY)
 
 api = FastAPI(title="Rivulet shop: inventory", version="1.0.0")

@@ -12,14 +12,18 @@ event, so a redelivered order is copied with the same id.
 from __future__ import annotations
 
 from rivulet import App
-from shop.events import LARGE_ORDERS, ORDERS, OrderPlaced, declare_topic
+from shop.events import LARGE_ORDERS, ORDERS, OrderPlaced, declare_topic, serializers
 
 __all__ = ["THRESHOLD_CENTS", "app", "is_large"]
 
 THRESHOLD_CENTS = 100_000
 """1,000.00 in the shop's currency."""
 
-app = App("large-orders", description="Copies orders above a threshold to large-orders.")
+app = App(
+    "large-orders",
+    description="Copies orders above a threshold to large-orders.",
+    serializers=serializers(),
+)
 declare_topic(app, LARGE_ORDERS)
 
 

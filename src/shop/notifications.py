@@ -45,13 +45,18 @@ from shop.events import (
     OrderShipped,
     WebhookRequested,
     declare_topic,
+    serializers,
 )
 
 __all__ = ["DEFAULT_PORT", "WebhookDeliveryError", "api", "app"]
 
 DEFAULT_PORT = 8086
 
-app = App("notifications", description="Signed webhooks for order status events.")
+app = App(
+    "notifications",
+    description="Signed webhooks for order status events.",
+    serializers=serializers(),
+)
 declare_topic(app, WEBHOOKS)
 
 api = FastAPI(title="Rivulet shop: notifications", version="1.0.0")

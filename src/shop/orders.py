@@ -37,6 +37,7 @@ from shop.events import (
     OrderPlaced,
     OrderShipped,
     declare_topic,
+    serializers,
 )
 
 __all__ = ["DEFAULT_PORT", "MAX_BODY_BYTES", "api", "app"]
@@ -44,7 +45,11 @@ __all__ = ["DEFAULT_PORT", "MAX_BODY_BYTES", "api", "app"]
 DEFAULT_PORT = 8080
 MAX_BODY_BYTES = 64 * 1024
 
-app = App("orders", description="Accepts orders over HTTP and tracks their status.")
+app = App(
+    "orders",
+    description="Accepts orders over HTTP and tracks their status.",
+    serializers=serializers(),
+)
 declare_topic(app, ORDERS)
 app.publishes(ORDERS, OrderPlaced)
 

@@ -62,13 +62,18 @@ from shop.events import (
     PaymentVoided,
     VoidPayment,
     declare_topic,
+    serializers,
 )
 
 __all__ = ["DEFAULT_PORT", "ProviderUnavailableError", "api", "app"]
 
 DEFAULT_PORT = 8083
 
-app = App("payments", description="Authorizes, voids and captures payments, once per order.")
+app = App(
+    "payments",
+    description="Authorizes, voids and captures payments, once per order.",
+    serializers=serializers(),
+)
 declare_topic(app, PAYMENTS)
 
 api = FastAPI(title="Rivulet shop: payments", version="1.0.0")

@@ -62,6 +62,7 @@ from shop.events import (
     StockReserved,
     VoidPayment,
     declare_topic,
+    serializers,
 )
 
 __all__ = ["DEFAULT_PORT", "ConcurrentUpdateError", "api", "app"]
@@ -69,7 +70,11 @@ __all__ = ["DEFAULT_PORT", "ConcurrentUpdateError", "api", "app"]
 DEFAULT_PORT = 8081
 _log = logging.getLogger("shop.saga")
 
-app = App("order-saga", description="Orchestrates each order: reserve, pay, ship, or compensate.")
+app = App(
+    "order-saga",
+    description="Orchestrates each order: reserve, pay, ship, or compensate.",
+    serializers=serializers(),
+)
 for _topic in (ORDER_STATUS, INVENTORY_COMMANDS, PAYMENT_COMMANDS, SHIPPING_COMMANDS):
     declare_topic(app, _topic)
 app.publishes(ORDER_STATUS, OrderCancelled)

@@ -23,13 +23,18 @@ from shop.events import (
     ShipmentCreated,
     ShipmentDispatched,
     declare_topic,
+    serializers,
 )
 
 __all__ = ["DEFAULT_PORT", "api", "app"]
 
 DEFAULT_PORT = 8084
 
-app = App("shipping", description="Creates and dispatches one shipment per confirmed order.")
+app = App(
+    "shipping",
+    description="Creates and dispatches one shipment per confirmed order.",
+    serializers=serializers(),
+)
 declare_topic(app, SHIPMENTS)
 
 api = FastAPI(title="Rivulet shop: shipping", version="1.0.0")

@@ -9,6 +9,7 @@ PostgreSQL, and with services SIGKILLed during the load.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import subprocess
@@ -32,6 +33,7 @@ from rivulet.cli.up import (
     service_database_url,
 )
 from shop.domain.webhooks import sign
+from shop.services import SERVICES
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -301,6 +303,25 @@ def test_up_check_on_sqlite_and_a_second_run_continues_from_the_data(tmp_path: P
     assert total > summary["accepted"], "the first run's orders were finished by the second"
     assert summary["orders"]["shipped"] > 0
     assert summary["webhooks"]["applied"] >= summary["orders"]["shipped"] * 2
+    # The registry (rebuilt from _schemas by the second run) holds the schema of every
+    # event type the shop publishes, one subject per topic and type (topic_record).
+    subjects = summary["registry_subjects"]
+    assert subjects is not None, "the registry answered"
+    missing = published_subjects() - set(subjects)
+    assert not missing, f"not registered: {sorted(missing)}"
+
+
+def published_subjects() -> set[str]:
+    """``<topic>-<event type>`` of every event type a shop service publishes."""
+    subjects: set[str] = set()
+    for service in SERVICES:
+        module, _, attribute = service.app.partition(":")
+        topology = getattr(importlib.import_module(module), attribute).topology()
+        for topic in topology.topics:
+            if topic.role == "events" and topic.produced:
+                subjects.update(f"{topic.name}-{event_type}" for event_type in topic.event_types)
+    assert len(subjects) > 20, subjects
+    return subjects
 
 
 @pytest.fixture

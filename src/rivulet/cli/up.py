@@ -86,6 +86,8 @@ HELP = "run the reference shop: broker, services, load, webhooks and a live view
 
 _SUBSCRIPTION = "rivulet-up"
 _STATUS_TYPES = ("OrderConfirmed", "OrderShipped", "OrderCancelled")
+_REGISTRY_URL_ENV = "RIVULET_SCHEMA_REGISTRY_URL"
+"""Where services find the registry (:data:`rivulet.registry.serde.REGISTRY_URL_ENV`)."""
 _STABLE_AFTER_S = 30.0
 """A process that ran this long is healthy again: its restart backoff starts over."""
 
@@ -896,6 +898,8 @@ class Up:
         #: Every --autoscale decision that changed a count, as logged.
         self.scaling: list[str] = []
         self._autoscaling: asyncio.Task[None] | None = None
+        #: What the registry held after the run (--check), for the summary.
+        self.registry_subjects: list[str] | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -929,7 +933,7 @@ class Up:
 
     def _service_env(self, name: str, api_port: int) -> dict[str, str]:
         s = self.settings
-        return {
+        env = {
             "SHOP_HTTP": f"127.0.0.1:{api_port}",
             "SHOP_SEED": str(s.seed),
             "SHOP_DECLINE_RATE": str(s.decline_rate),
@@ -946,6 +950,10 @@ class Up:
             "RIVULET_KAFKA_SESSION_TIMEOUT_MS": "10000",
             "RIVULET_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
         }
+        if self.endpoints.registry:
+            # The shop's apps then encode with the registry's JSON Schema serializer.
+            env[_REGISTRY_URL_ENV] = self.endpoints.registry
+        return env
 
     async def start_all(self) -> None:
         settings = self.settings
@@ -971,15 +979,19 @@ class Up:
             await self._ready("broker", timeout_s=60)
         bootstrap = self.endpoints.bootstrap_servers
         if settings.registry and _has_registry():
+            # Before the services: each registers its events' schemas as it starts, and
+            # would not start without the registry.
             port = _free_port()
             sup.start(
                 ProcessSpec(
                     "registry",
                     ("registry", "--bootstrap-servers", bootstrap,
                      "--listen", f"127.0.0.1:{port}", "--log-level", "WARNING"),
-                    ready=f"tcp://127.0.0.1:{port}",
+                    # Answers once it has read the schemas topic back.
+                    ready=f"http://127.0.0.1:{port}/subjects",
                 )
             )  # fmt: skip
+            await self._ready("registry", timeout_s=60)
             self.endpoints.registry = f"http://127.0.0.1:{port}"
         for service in self.services:
             api_port, metrics_port = _free_port(), _free_port()
@@ -988,8 +1000,6 @@ class Up:
                 self.endpoints.api[service.name] = f"http://127.0.0.1:{api_port}"
             sup.start(self._service_spec(service, service.name, api_port, metrics_port))
         await asyncio.gather(*(self._ready(s.name, timeout_s=120) for s in self.services))
-        if self.endpoints.registry:
-            await self._ready("registry", timeout_s=60)
         self.groups = self._groups()
         await self._wait_groups()
         self._write_endpoints()
@@ -1411,6 +1421,7 @@ class Up:
         drained = await self.drain(client)
         self.drain_seconds = round(time.monotonic() - draining_since, 1)
         state = await self.gather_state(client)
+        self.registry_subjects = await self._registry_subjects(client)
         checks = check_invariants(state)
         if not drained:
             checks.insert(0, Check("the system drained", ok=False, detail="timed out"))
@@ -1419,6 +1430,19 @@ class Up:
         if settings.summary_json is not None:
             settings.summary_json.write_text(json.dumps(summary, indent=2))
         return 0 if all(c.ok for c in checks) else 1
+
+    async def _registry_subjects(self, client: httpx.AsyncClient) -> list[str] | None:
+        """The subjects the registry holds (``None``: no registry, or it did not answer)."""
+        import httpx  # noqa: PLC0415
+
+        if not self.endpoints.registry:
+            return None
+        try:
+            response = await client.get(f"{self.endpoints.registry}/subjects")
+            response.raise_for_status()
+            return sorted(str(subject) for subject in response.json())
+        except (httpx.HTTPError, ValueError):
+            return None
 
     def _summary_data(self, state: SystemState, checks: list[Check]) -> dict[str, Any]:
         load = self.load.stats if self.load else LoadStats()
@@ -1456,6 +1480,7 @@ class Up:
             "checks": [dataclasses.asdict(c) for c in checks],
             "ok": all(c.ok for c in checks),
             "scaling": list(self.scaling),
+            "registry_subjects": self.registry_subjects,
         }
 
     async def shutdown(self) -> None:
@@ -1491,6 +1516,12 @@ def _format_summary(summary: Mapping[str, Any]) -> str:
         ),
         f"  restarts: {sum(summary['restarts'].values())} ({summary['kills']} chaos kills)",
         "  webhooks: " + ", ".join(f"{k} {v}" for k, v in summary["webhooks"].items()),
+        "  schema registry: "
+        + (
+            "-"
+            if summary.get("registry_subjects") is None
+            else f"{len(summary['registry_subjects'])} subjects"
+        ),
         "",
         "checks:",
     ]
@@ -1587,6 +1618,8 @@ def _dead_lettered_webhooks(bootstrap: str) -> set[tuple[str, str]]:
                     continue
                 if offset + 1 >= ends.get(message.partition(), 0):
                     ends.pop(message.partition(), None)
+                if value[:1] == b"\x00" and len(value) >= 5:
+                    value = value[5:]  # Confluent framing: magic byte and schema id
                 with contextlib.suppress(ValueError, TypeError, KeyError):
                     payload = json.loads(value)
                     found.add((str(payload["order_id"]), str(payload["event_type"])))
