@@ -7,37 +7,25 @@ fixed at start-up and cannot be altered.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kio.schema.errors import ErrorCode
-
-from rivulet.broker.errors import BrokerError
-from rivulet.broker.handlers._resources import config_target, read_only_broker_error
+from rivulet.broker.handlers._resources import alter_topic_configs
 from rivulet.broker.router import Handler, RequestContext, Response
+
+if TYPE_CHECKING:
+    from rivulet.broker.core import Broker
+    from rivulet.broker.topics import Topic
 
 __all__ = ["HANDLER"]
 
 
+def _overrides(broker: Broker, topic: Topic, resource: Any) -> dict[str, str]:
+    """The configs given, as the topic's complete set of overrides."""
+    return {c.name: c.value for c in resource.configs if c.value is not None}
+
+
 async def handle(ctx: RequestContext, request: Any) -> Response:
-    broker = ctx.broker
-    responses = []
-    for resource in request.resources:
-        entry: dict[str, Any] = {
-            "error_code": ErrorCode.none,
-            "error_message": None,
-            "resource_type": resource.resource_type,
-            "resource_name": resource.resource_name,
-        }
-        try:
-            topic = config_target(broker, resource.resource_type, resource.resource_name)
-            if topic is None:
-                raise read_only_broker_error()
-            overrides = {c.name: c.value for c in resource.configs if c.value is not None}
-            broker.topics.set_overrides(topic.name, overrides, validate_only=request.validate_only)
-        except BrokerError as exc:
-            entry.update(error_code=exc.error_code, error_message=str(exc))
-        responses.append(entry)
-    return {"throttle_time": 0, "responses": responses}
+    return alter_topic_configs(ctx.broker, request, _overrides)
 
 
 HANDLER = Handler(api_key=33, min_version=0, max_version=2, handle=handle, name="AlterConfigs")

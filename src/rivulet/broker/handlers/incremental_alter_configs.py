@@ -9,15 +9,17 @@ changes to one resource apply together or not at all.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kio.schema.errors import ErrorCode
-
-from rivulet.broker.errors import BrokerError, InvalidConfigError, InvalidRequestError
-from rivulet.broker.handlers._resources import config_target, read_only_broker_error
+from rivulet.broker.errors import InvalidConfigError, InvalidRequestError
+from rivulet.broker.handlers._resources import alter_topic_configs
 from rivulet.broker.router import Handler, RequestContext, Response
 from rivulet.broker.topic_configs import TOPIC_CONFIGS, ConfigType
 from rivulet.storage.base import LogConfig
+
+if TYPE_CHECKING:
+    from rivulet.broker.core import Broker
+    from rivulet.broker.topics import Topic
 
 __all__ = ["HANDLER"]
 
@@ -55,39 +57,25 @@ def _apply(
     overrides[name] = ",".join(items)
 
 
+def _overrides(broker: Broker, topic: Topic, resource: Any) -> dict[str, str]:
+    """The topic's overrides after every change to ``resource``, or none of them."""
+    repeated = [n for n, count in Counter(c.name for c in resource.configs).items() if count > 1]
+    if repeated:
+        raise InvalidRequestError(f"configs {repeated} appear more than once")
+    overrides = dict(topic.overrides)
+    for change in resource.configs:
+        _apply(
+            overrides,
+            broker.topics.log_defaults,
+            change.name,
+            change.config_operation,
+            change.value,
+        )
+    return overrides
+
+
 async def handle(ctx: RequestContext, request: Any) -> Response:
-    broker = ctx.broker
-    responses = []
-    for resource in request.resources:
-        entry: dict[str, Any] = {
-            "error_code": ErrorCode.none,
-            "error_message": None,
-            "resource_type": resource.resource_type,
-            "resource_name": resource.resource_name,
-        }
-        try:
-            topic = config_target(broker, resource.resource_type, resource.resource_name)
-            if topic is None:
-                raise read_only_broker_error()
-            repeated = [
-                n for n, count in Counter(c.name for c in resource.configs).items() if count > 1
-            ]
-            if repeated:
-                raise InvalidRequestError(f"configs {repeated} appear more than once")
-            overrides = dict(topic.overrides)
-            for change in resource.configs:
-                _apply(
-                    overrides,
-                    broker.topics.log_defaults,
-                    change.name,
-                    change.config_operation,
-                    change.value,
-                )
-            broker.topics.set_overrides(topic.name, overrides, validate_only=request.validate_only)
-        except BrokerError as exc:
-            entry.update(error_code=exc.error_code, error_message=str(exc))
-        responses.append(entry)
-    return {"throttle_time": 0, "responses": responses}
+    return alter_topic_configs(ctx.broker, request, _overrides)
 
 
 HANDLER = Handler(
