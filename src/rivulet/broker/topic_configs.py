@@ -18,7 +18,7 @@ import dataclasses
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rivulet.broker.config import BrokerConfig
 from rivulet.broker.errors import InvalidConfigError
@@ -68,19 +68,26 @@ class ConfigSource(enum.IntEnum):
 
 
 Parser = Callable[[str], object]
+_Number = TypeVar("_Number", int, float)
 
 
-def _long(low: int = -(2**63), high: int = _INT64_MAX) -> Parser:
-    def parse(value: str) -> int:
+def _ranged(convert: Callable[[str], _Number], noun: str, low: _Number, high: _Number) -> Parser:
+    """A parser of numbers (``convert``: int or float) within ``[low, high]``."""
+
+    def parse(value: str) -> _Number:
         try:
-            number = int(value.strip())
+            number = convert(value.strip())
         except ValueError:
-            raise ValueError(f"{value!r} is not an integer") from None
+            raise ValueError(f"{value!r} is not {noun}") from None
         if not low <= number <= high:
             raise ValueError(f"{number} is out of range [{low}, {high}]")
         return number
 
     return parse
+
+
+def _long(low: int = -(2**63), high: int = _INT64_MAX) -> Parser:
+    return _ranged(int, "an integer", low, high)
 
 
 def _int(low: int = -(2**31)) -> Parser:
@@ -88,16 +95,7 @@ def _int(low: int = -(2**31)) -> Parser:
 
 
 def _double(low: float, high: float) -> Parser:
-    def parse(value: str) -> float:
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise ValueError(f"{value!r} is not a number") from None
-        if not low <= number <= high:
-            raise ValueError(f"{number} is out of range [{low}, {high}]")
-        return number
-
-    return parse
+    return _ranged(float, "a number", low, high)
 
 
 def _boolean(value: str) -> bool:
