@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rivulet.protocol.batch import Compression
 from rivulet.protocol.records import Record, encode_batch, iter_decoded
 from rivulet.storage.base import FileRegion, PartitionLog, ReadResult
+
+# The ``make`` fixture (conftest.py): opens a log with config changes, of each kind.
+Make = Callable[..., PartitionLog]
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ both logs hold several.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,37 +15,16 @@ from rivulet.protocol.batch import Compression, iter_batches, read_header, verif
 from rivulet.protocol.records import Record, encode_batch, iter_decoded
 from rivulet.storage import (
     CleanupPolicy,
-    LogConfig,
     OffsetOutOfRangeError,
     PartitionLog,
     TimestampType,
 )
 from rivulet.storage.memory import MemoryLog
-from rivulet.storage.segmented import SegmentedLog, open_log
+from rivulet.storage.segmented import SegmentedLog
 
-from .storage_helpers import Seen, batch, read_records, result_bytes, values
+from .storage_helpers import Make, Seen, batch, read_records, result_bytes, values
 
-Make = Callable[..., PartitionLog]
 DAY = 24 * 3600 * 1000
-
-
-@pytest.fixture(params=["memory", "segmented"])
-def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Make]:
-    logs: list[PartitionLog] = []
-
-    def factory(config: LogConfig | None = None, **changes: object) -> PartitionLog:
-        config = dataclasses.replace(config or LogConfig(), **changes)  # type: ignore[arg-type]
-        log: PartitionLog
-        if request.param == "memory":
-            log = MemoryLog(config)
-        else:
-            log = open_log(tmp_path / f"log-{len(logs)}", config)
-        logs.append(log)
-        return log
-
-    yield factory
-    for log in logs:
-        log.close()
 
 
 def segment_count(log: PartitionLog) -> int:

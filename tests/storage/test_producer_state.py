@@ -7,10 +7,8 @@ segmented log, including after a simulated crash.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections import deque
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,6 @@ from hypothesis import strategies as st
 from rivulet.protocol.batch import iter_batches
 from rivulet.protocol.records import Record, encode_batch
 from rivulet.storage import CorruptLogError, LogConfig, PartitionLog, TimestampType
-from rivulet.storage.memory import MemoryLog
 from rivulet.storage.producer_state import (
     BATCHES_RETAINED,
     DEFAULT_EXPIRATION_CHECK_INTERVAL_MS,
@@ -37,7 +34,7 @@ from rivulet.storage.segmented import SegmentedLog, open_log
 from rivulet.storage.segmented.appending import place_batches
 from rivulet.storage.segmented.producer_snapshots import ProducerSnapshots, decode, encode
 
-from .storage_helpers import read_records, values
+from .storage_helpers import Make, read_records, values
 
 NOW = 1_700_000_000_000
 WRAP = 1 << 31
@@ -305,27 +302,6 @@ def test_retries_in_any_order_never_duplicate_and_keep_order(data: st.DataObject
 
 
 # -- through both logs -------------------------------------------------------------
-
-Make = Callable[..., PartitionLog]
-
-
-@pytest.fixture(params=["memory", "segmented"])
-def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Make]:
-    logs: list[PartitionLog] = []
-
-    def factory(**changes: object) -> PartitionLog:
-        config = dataclasses.replace(LogConfig(), **changes)  # type: ignore[arg-type]
-        log: PartitionLog
-        if request.param == "memory":
-            log = MemoryLog(config)
-        else:
-            log = open_log(tmp_path / f"log-{len(logs)}", config)
-        logs.append(log)
-        return log
-
-    yield factory
-    for log in logs:
-        log.close()
 
 
 def test_a_resent_batch_is_stored_once(make: Make) -> None:
