@@ -217,14 +217,21 @@ async def test_the_supervisor_restarts_a_killed_process_and_stops_it_gracefully(
     supervisor = Supervisor(tmp_path / "logs")
     spec = ProcessSpec("broker", ("broker", "--in-memory", "--listen", "127.0.0.1:0"))
     process = supervisor.start(spec)
+    log = tmp_path / "logs" / "broker.log"
+
+    def serving(times: int) -> bool:
+        # Once it says so, its SIGTERM handler is in place (a loaded machine may take
+        # seconds to get there; a fixed sleep made the graceful stop a race).
+        return log.exists() and log.read_text().count("broker listening") >= times
+
     try:
         await _until(lambda: process.state == "running" and process.process is not None)
-        await asyncio.sleep(1.0)  # let it get as far as serving
+        await _until(lambda: serving(1))
         assert supervisor.kill("broker")
         await _until(lambda: process.starts == 2 and process.state == "running")
         assert process.last_exit == -9
         assert process.restarts == 1
-        await asyncio.sleep(1.0)
+        await _until(lambda: serving(2))
     finally:
         await supervisor.stop(["broker"], timeout_s=20)
     assert process.state == "stopped"
