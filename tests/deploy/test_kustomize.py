@@ -122,6 +122,18 @@ def test_services_reach_kafka_through_the_strimzi_bootstrap_service(overlay: str
                 assert ca.name == "ca.crt"
 
 
+def test_the_schemas_check_job_loads_the_apps_with_their_registry_serializers(
+    overlay: str,
+) -> None:
+    job = only(build(overlay), "Job")
+    checks = list(containers(job))
+    assert len(checks) == len(topologies())
+    for container in checks:
+        registry = container["args"][container["args"].index("--registry") + 1]
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        assert env.get("RIVULET_SCHEMA_REGISTRY_URL") == registry, container["name"]
+
+
 def test_graceful_termination_outlasts_the_drain(overlay: str) -> None:
     for deployment in by_kind(build(overlay), "Deployment").values():
         pod = deployment["spec"]["template"]["spec"]

@@ -184,6 +184,9 @@ def _schemas_check_job(services: Sequence[Service], config: DeployConfig) -> dic
             "image": config.image,
             "imagePullPolicy": "IfNotPresent",
             "args": ["schemas", "check", svc.options.app, "--registry", registry],
+            # The apps pick their registry serializers from this variable when they are
+            # loaded; without it they load with plain JSON and there is nothing to check.
+            "env": [{"name": "RIVULET_SCHEMA_REGISTRY_URL", "value": registry}],
             "resources": {
                 "requests": {"cpu": "20m", "memory": "96Mi"},
                 "limits": {"cpu": "500m", "memory": "256Mi"},
