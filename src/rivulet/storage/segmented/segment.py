@@ -14,11 +14,15 @@ by compaction is built beside it under the same names plus ``.cleaned``.
 
 Batches are located without reading record bodies: the offset index gives a
 batch boundary near the target and :meth:`Segment.headers` walks batch headers
-from there with one ``os.pread`` of the 61-byte header per batch.
+from there with one ``os.pread`` of the 61-byte header per batch. Consumers that
+keep up read at or near the end of the active segment, where batches are small
+and an index entry may lie dozens of batches back, so a segment also remembers
+where its last few appended batches start (see :meth:`Segment.position_of`).
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
@@ -34,6 +38,10 @@ from rivulet.storage.segmented.time_index import TimeIndex
 __all__ = ["Segment", "segment_path"]
 
 _log = logging.getLogger(__name__)
+
+#: How many of the last tracked batches a segment remembers the positions of (it
+#: keeps between this many and twice as many).
+_RECENT_BATCHES = 32
 
 
 def segment_path(directory: str, base_offset: int, suffix: str) -> str:
@@ -53,6 +61,9 @@ class Segment:
     __slots__ = (
         "_bytes_since_index",
         "_dirty",
+        "_recent_floor",
+        "_recent_last_offsets",
+        "_recent_positions",
         "_suffix",
         "base_offset",
         "directory",
@@ -95,6 +106,11 @@ class Segment:
         self.rolled_at_ms: int | None = None
         self._bytes_since_index = 0
         self._dirty = False
+        # The last tracked batches, in log order: their last offsets and positions.
+        # Every batch before them ends at or below ``_recent_floor``.
+        self._recent_last_offsets: list[int] = []
+        self._recent_positions: list[int] = []
+        self._recent_floor = -1
 
     def path(self, kind: str) -> str:
         return segment_path(self.directory, self.base_offset, kind + self._suffix)
@@ -136,6 +152,19 @@ class Segment:
             self._bytes_since_index = 0
         self._bytes_since_index += batch.size
         self.next_offset = batch.last_offset + 1
+        last_offsets = self._recent_last_offsets
+        if not last_offsets:
+            self._recent_floor = batch.base_offset - 1
+        last_offsets.append(batch.last_offset)
+        self._recent_positions.append(position)
+        if len(last_offsets) > 2 * _RECENT_BATCHES:
+            self._recent_floor = last_offsets[_RECENT_BATCHES - 1]
+            del last_offsets[:_RECENT_BATCHES]
+            del self._recent_positions[:_RECENT_BATCHES]
+
+    def _forget_recent(self) -> None:
+        self._recent_last_offsets.clear()
+        self._recent_positions.clear()
 
     def set_bytes_since_index(self, count: int) -> None:
         """How many bytes were appended since the last index entry (after a reopen)."""
@@ -158,6 +187,7 @@ class Segment:
         self.offset_index.clear()
         self.time_index.clear()
         self.next_offset = self.base_offset
+        self._forget_recent()
         self.max_timestamp = -1
         self.offset_of_max = self.base_offset
         self.first_timestamp = -1
@@ -194,6 +224,12 @@ class Segment:
 
     def position_of(self, offset: int) -> int:
         """Where the first batch whose last offset is >= ``offset`` starts (or the end)."""
+        last_offsets = self._recent_last_offsets
+        if last_offsets and offset > self._recent_floor:
+            # At the tail (a consumer keeping up): no index lookup, no header reads.
+            # The remembered batches are the last ones in the file, so past them is the end.
+            i = bisect.bisect_left(last_offsets, offset)
+            return self._recent_positions[i] if i < len(last_offsets) else self.size_bytes
         self.ensure_indexes()
         for position, header in self.headers(self.offset_index.lookup(offset)):
             if header.last_offset >= offset:
@@ -220,6 +256,7 @@ class Segment:
         os.ftruncate(self.fd, position)
         self.size_bytes = position
         self._dirty = True
+        self._forget_recent()
 
     def rename_from_cleaned(self) -> None:
         """Commit a ``.cleaned`` segment: the log first (the commit point), then indexes."""
