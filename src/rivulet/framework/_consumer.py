@@ -59,15 +59,16 @@ PUBLISH_FAILED = PublishError("the broker refused this record's publishes three 
 def to_record(message: Any) -> ConsumedRecord:
     """A confluent-kafka message as the framework's record."""
     kind, timestamp = message.timestamp()
+    # Positional: keyword arguments cost a third of the call, once per consumed record.
     return ConsumedRecord(
-        topic=message.topic(),
-        partition=message.partition(),
-        offset=message.offset(),
-        timestamp_ms=timestamp,
-        key=message.key(),
-        value=message.value(),
-        headers=message.headers() or (),
-        timestamp_type=_TIMESTAMP_TYPES.get(kind, "CreateTime"),
+        message.topic(),  # topic
+        message.partition(),  # partition
+        message.offset(),  # offset
+        timestamp,  # timestamp_ms
+        message.key(),  # key
+        message.value(),  # value
+        message.headers() or (),  # headers
+        _TIMESTAMP_TYPES.get(kind, "CreateTime"),  # timestamp_type
     )
 
 

@@ -47,16 +47,23 @@ def new_event_id(now_ms: int, random_bits: int) -> str:
 def derived_event_id(group: str, cause_id: str, index: int) -> str:
     """The id of the ``index``-th event published while ``group`` handled event ``cause_id``.
 
-    A UUIDv5 (SHA-1 name-based) in a namespace of Rivulet's own.
+    A UUIDv5 (SHA-1 name-based) in a namespace of Rivulet's own: the same value as
+    ``str(uuid.uuid5(namespace, f"{group}\\n{cause_id}\\n{index}"))``.
 
     >>> derived_event_id("inventory", "e-1", 0) == derived_event_id("inventory", "e-1", 0)
     True
     """
-    name = f"{group}\n{cause_id}\n{index}".encode()
-    digest = bytearray(hashlib.sha1(_DERIVED_NAMESPACE + name, usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
-    return _format_uuid(bytes(digest))
+    # Runs for every published event: hash from a copy of the namespace's state, and set
+    # the version and variant on the hex digits rather than on a bytearray.
+    sha = _DERIVED_STATE.copy()
+    sha.update(f"{group}\n{cause_id}\n{index}".encode())
+    h = sha.hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_DERIVED_STATE = hashlib.sha1(_DERIVED_NAMESPACE, usedforsecurity=False)
+# The RFC 9562 variant: the top two bits of the ninth byte are 0b10.
+_VARIANT = {f"{d:x}": f"{(d & 0x3) | 0x8:x}" for d in range(16)}
 
 
 def _format_uuid(raw: bytes) -> str:

@@ -62,6 +62,8 @@ class EventEncoder:
         self._random_bits = random_bits
         self._source_header = (EVENT_SOURCE, source.encode())
         self._parts: dict[type[Event], tuple[Serializer, tuple[str, bytes], tuple[str, bytes]]] = {}
+        # The last ce_time header: events published within one millisecond share it.
+        self._time: tuple[int, tuple[str, bytes]] = (-1, (EVENT_TIME, b""))
 
     def serializer_for(self, model: type[Event]) -> Serializer:
         """The serializer that encodes ``model`` (its ``content_type``, else the default)."""
@@ -130,7 +132,7 @@ class EventEncoder:
             type_header,
             self._source_header,
             content_type_header,
-            (EVENT_TIME, format_ce_time(now_ms).encode()),
+            self._time_header(now_ms),
             (CORRELATION_ID, (correlation_id or event_id).encode()),
             (TRACEPARENT, (traceparent or self.trace_for(None)).encode()),
         ]
@@ -142,6 +144,13 @@ class EventEncoder:
             topic, encode_key(key), serializer.encode(event, topic=topic), record_headers
         )
         return Built(record, event_id, cls.__event_type__)
+
+    def _time_header(self, now_ms: int) -> tuple[str, bytes]:
+        cached_ms, header = self._time
+        if cached_ms != now_ms:
+            header = (EVENT_TIME, format_ce_time(now_ms).encode())
+            self._time = (now_ms, header)
+        return header
 
     def _parts_of(
         self, cls: type[Event]

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar, cast, runtime_checkable
 
 import pydantic
 
@@ -234,7 +234,9 @@ class JsonSerializer:
     def decode(self, data: bytes, model: type[E], *, topic: str) -> E:
         """Parse and validate in one pass."""
         try:
-            return model.model_validate_json(data)
+            # model_validate_json's keyword plumbing costs a quarter of the call; the
+            # compiled validator with its defaults is the same validation.
+            return cast(E, model.__pydantic_validator__.validate_json(data))
         except pydantic.ValidationError as exc:
             raise InvalidPayloadError(
                 f"payload is not a valid {model.__event_type__}: {_summary(exc)}"
@@ -256,24 +258,29 @@ def decode_envelope(record: ConsumedRecord) -> Envelope:
     Kafka's ``Headers.lastHeader``.
     """
     index = record.header_index()
+    # Runs for every consumed record: one pass over the (few) headers present rather
+    # than a lookup per CloudEvents attribute, and a positional Envelope.
+    text: dict[str, str] = {}
     try:
-        text = {name: index[name].decode() for name in _CLOUDEVENTS if name in index}
+        for name, raw in index.items():
+            if name in _CLOUDEVENTS_SET:
+                text[name] = raw.decode()
     except UnicodeDecodeError:
         bad = next(n for n in _CLOUDEVENTS if n in index and not _is_utf8(index[n]))
         raise MalformedRecordError(f"header {bad!r} is not valid UTF-8") from None
-    spec = text.get(SPEC_VERSION)
+    get = text.get
+    spec = get(SPEC_VERSION)
     if spec is not None and not spec.startswith("1."):
         raise MalformedRecordError(f"unsupported CloudEvents spec version {spec!r} (expected 1.x)")
-    get = text.get
     return Envelope(
-        id=get(EVENT_ID) or f"{record.topic}-{record.partition}-{record.offset}",
-        type=get(EVENT_TYPE),
-        source=get(EVENT_SOURCE) or "",
-        time=get(EVENT_TIME),
-        content_type=get(CONTENT_TYPE),
-        correlation_id=get(CORRELATION_ID),
-        causation_id=get(CAUSATION_ID),
-        traceparent=get(TRACEPARENT),
+        get(EVENT_ID) or f"{record.topic}-{record.partition}-{record.offset}",  # id
+        get(EVENT_TYPE),  # type
+        get(EVENT_SOURCE) or "",  # source
+        get(EVENT_TIME),  # time
+        get(CONTENT_TYPE),  # content_type
+        get(CORRELATION_ID),  # correlation_id
+        get(CAUSATION_ID),  # causation_id
+        get(TRACEPARENT),  # traceparent
     )
 
 
@@ -288,6 +295,7 @@ _CLOUDEVENTS: Final = (
     CAUSATION_ID,
     TRACEPARENT,
 )
+_CLOUDEVENTS_SET: Final = frozenset(_CLOUDEVENTS)
 
 
 def _is_utf8(raw: bytes) -> bool:
