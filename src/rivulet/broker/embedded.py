@@ -17,13 +17,11 @@ Without ``data_dir`` the broker keeps everything in memory.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from rivulet._background import BackgroundService
 from rivulet.broker.config import BrokerConfig, StorageKind
 from rivulet.broker.core import Broker
 from rivulet.broker.server import BrokerServer
@@ -92,36 +90,17 @@ class EmbeddedBroker:
         return ThreadedBroker(cls(data_dir, **overrides))
 
 
-class ThreadedBroker:
+class ThreadedBroker(BackgroundService):
     """A handle on a broker running in a background thread. Stop it with :meth:`stop`."""
 
     def __init__(self, embedded: EmbeddedBroker) -> None:
         self.embedded = embedded
-        self._loop = asyncio.new_event_loop()
-        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name="rivulet-broker", daemon=True
+        super().__init__(
+            embedded,
+            name="rivulet-broker",
+            start_timeout_s=_THREAD_START_TIMEOUT_S,
+            stop_timeout_s=30.0,
         )
-        self._thread.start()
-        ready.result(timeout=_THREAD_START_TIMEOUT_S)
-
-    def _run(self, ready: concurrent.futures.Future[None]) -> None:
-        loop = self._loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self.embedded.start())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the starting thread
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
-            ready.set_exception(exc)
-            return
-        ready.set_result(None)
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -131,28 +110,3 @@ class ThreadedBroker:
     def broker(self) -> Broker:
         """The broker itself. Touch it only through :meth:`call` (it lives in another thread)."""
         return self.embedded.broker
-
-    def call(self, coro: Any, timeout: float | None = 30.0) -> Any:
-        """Run a coroutine on the broker's loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    def stop(self) -> None:
-        """Shut the broker down gracefully and wait for its thread to end."""
-        if not self._thread.is_alive():
-            return
-        try:
-            self.call(self.embedded.stop(), timeout=30.0)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=30.0)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

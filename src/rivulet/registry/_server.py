@@ -18,11 +18,9 @@ closes the socket, finishes requests in flight, then closes the Kafka clients.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import socket
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
@@ -30,6 +28,7 @@ from typing import Self
 
 import uvicorn
 
+from rivulet._background import BackgroundService
 from rivulet.registry._errors import StoreError
 from rivulet.registry._http import build_app
 from rivulet.registry._service import Registry
@@ -175,58 +174,16 @@ class RegistryServer:
         return ThreadedRegistry(cls(settings), settings.timeout_s * 2)
 
 
-class ThreadedRegistry:
+class ThreadedRegistry(BackgroundService):
     """A registry running on a background thread; :meth:`stop` it (or use ``with``)."""
 
     def __init__(self, server: RegistryServer, timeout_s: float) -> None:
         self.server = server
-        self._timeout_s = timeout_s
-        self._loop = asyncio.new_event_loop()
-        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name="rivulet-registry", daemon=True
+        super().__init__(
+            server, name="rivulet-registry", start_timeout_s=timeout_s, stop_timeout_s=timeout_s
         )
-        self._thread.start()
-        ready.result(timeout=timeout_s)
-
-    def _run(self, ready: concurrent.futures.Future[None]) -> None:
-        loop = self._loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self.server.start())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the starting thread
-            ready.set_exception(exc)
-            loop.close()
-            return
-        ready.set_result(None)
-        try:
-            loop.run_forever()
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
 
     @property
     def url(self) -> str:
         """``http://host:port`` of the registry."""
         return self.server.url
-
-    def stop(self) -> None:
-        """Stop the registry and wait for its thread."""
-        if not self._thread.is_alive():
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(self._timeout_s)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=self._timeout_s)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
