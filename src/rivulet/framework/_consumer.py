@@ -73,15 +73,23 @@ def to_record(message: Any) -> ConsumedRecord:
 
 
 class _Delivery:
-    """One started record: its publishes awaiting confirmation, and whether it returned."""
+    """One accepted record: its publishes awaiting confirmation, and whether it returned.
 
-    __slots__ = ("offset", "pending", "released", "runner")
+    A record is *done* once its handler returned (``released``) and every record it
+    published is confirmed (``pending == 0``). Done records leave their partition's
+    ``unfinished`` queue from the front only, so the commit never passes an unfinished
+    one; the owner counts them when it next settles (per batch, not per record).
+    """
 
-    def __init__(self, runner: PartitionRunner, offset: int) -> None:
+    __slots__ = ("done", "offset", "pending", "record", "released", "runner")
+
+    def __init__(self, runner: PartitionRunner, record: ConsumedRecord) -> None:
         self.runner = runner
-        self.offset = offset
+        self.record = record
+        self.offset = record.offset
         self.pending = 0
         self.released = False
+        self.done = False
 
     def sink(self, built: Built) -> Awaitable[None] | None:
         """The handler's publishes (direct publishing): enqueue, wait only for queue room."""
@@ -101,30 +109,38 @@ class _Delivery:
         if error is not None:
             runner.owner.delivery_failed(runner, self.offset, PublishError(error.str()))
         elif self.released and self.pending == 0:
-            runner._complete(self.offset)
+            runner.finish(self)
 
 
 class PartitionRunner:
-    """The in-flight records of one partition and the workers that handle them."""
+    """The in-flight records of one partition and the workers that handle them.
+
+    With ``concurrency=1`` (the default) one worker takes the records in offset order.
+    With more, a :class:`~rivulet.framework._flow.PartitionWindow` decides which records
+    may start (per-key order, at most ``concurrency`` running) and ``concurrency``
+    workers share them.
+    """
 
     def __init__(self, owner: GroupConsumer, topic: str, partition: int, concurrency: int) -> None:
         self.owner = owner
         self.topic = topic
         self.partition = partition
-        self.window = PartitionWindow(concurrency)
-        self.records: dict[int, ConsumedRecord] = {}
-        self.started: set[int] = set()
-        # Started offsets waiting for a worker. A deque and an event rather than an
-        # asyncio.Queue: taking the next record is on the path of every record.
-        self.ready: deque[int] = deque()
+        self.concurrency = concurrency
+        self.window = PartitionWindow(concurrency) if concurrency > 1 else None
+        # Accepted records not yet done, in offset order (the commit stops at the first).
+        self.unfinished: deque[_Delivery] = deque()
+        # Accepted records not yet started (concurrency 1) or allowed to start (window).
+        # A deque and an event rather than an asyncio.Queue: this is on every record's path.
+        self.ready: deque[_Delivery] = deque()
+        self._by_offset: dict[int, _Delivery] = {}  # window mode: offset -> delivery
         self._wake = asyncio.Event()
+        self.running = 0  # started and not done
         self.next_offset: int | None = None
         self.committed: int | None = None
         self.draining = False
         self.closed = False
         self.rewinding = False
         self.quiet = asyncio.Event()
-        self.quiet.set()
         self.workers = [
             asyncio.get_running_loop().create_task(
                 self._work(), name=f"rivulet:{topic}[{partition}]"
@@ -134,17 +150,25 @@ class PartitionRunner:
 
     def accept(self, record: ConsumedRecord) -> bool:
         """Take a fetched record; ``False`` for a duplicate (offset already seen)."""
-        if self.next_offset is not None and record.offset < self.next_offset:
+        offset = record.offset
+        if self.next_offset is not None and offset < self.next_offset:
             return False
-        self.next_offset = record.offset + 1
-        self.window.add(record.offset, record.key)
-        self.records[record.offset] = record
+        self.next_offset = offset + 1
+        delivery = _Delivery(self, record)
+        self.unfinished.append(delivery)
+        if self.window is None:
+            self.ready.append(delivery)
+        else:
+            self.window.add(offset, record.key)
+            self._by_offset[offset] = delivery
         return True
 
     def kick(self) -> None:
-        started = self.window.start_ready()
-        if started:
-            self.ready.extend(started)
+        """Wake the workers for records that may start now."""
+        if self.window is not None:
+            by_offset = self._by_offset
+            self.ready.extend(by_offset[offset] for offset in self.window.start_ready())
+        if self.ready:
             self._wake.set()
 
     async def _work(self) -> None:
@@ -152,20 +176,19 @@ class PartitionRunner:
         producer = owner.producer
         processor = owner.processor
         ready = self.ready
+        window = self.window
         while True:
             while not ready:
                 self._wake.clear()
                 await self._wake.wait()
-            offset = ready.popleft()
+            delivery = ready.popleft()
             if self.draining:
                 continue  # left for the partition's next owner (the commit stops before it)
-            self.started.add(offset)
-            self.quiet.clear()
-            delivery = _Delivery(self, offset)
-            record = self.records[offset]
+            self.running += 1
+            record = delivery.record
             outcome: Outcome
             try:
-                if owner.gave_up_on(record):
+                if owner._publish_failures and owner.gave_up_on(record):
                     outcome = await processor.give_up(record, PUBLISH_FAILED)
                 else:
                     outcome = await processor.process(record, delivery.sink)
@@ -175,34 +198,63 @@ class PartitionRunner:
                 delivery.pending += 1
                 await producer.send(outcome.record, delivery.delivered)
                 owner.metrics.published(outcome.record.topic)
-            self.window.release(offset)
-            self.kick()
+            if window is not None:
+                window.release(delivery.offset)
+                self.kick()
             delivery.released = True
             if delivery.pending == 0:
-                self._complete(offset)
+                self.finish(delivery)
 
-    def _complete(self, offset: int) -> None:
+    def finish(self, delivery: _Delivery) -> None:
+        """``delivery`` returned and its publishes are confirmed."""
         if self.closed:
             return
-        self.owner.forget_failures(self, offset)
-        self.window.complete(offset)
-        del self.records[offset]
-        self.started.discard(offset)
-        self.owner.completed(1)
-        if not self.started:
+        delivery.done = True
+        self.running -= 1
+        owner = self.owner
+        if owner._publish_failures:
+            owner.forget_failures(self, delivery.offset)
+        if self.window is not None:
+            self.window.complete(delivery.offset)
+            del self._by_offset[delivery.offset]
+        if owner.waiting_for_room:
+            owner.room.set()
+        if self.draining and not self.running:
             self.quiet.set()
+
+    def settle(self) -> int:
+        """Drop done records from the front; how many left."""
+        unfinished = self.unfinished
+        count = 0
+        while unfinished and unfinished[0].done:
+            unfinished.popleft()
+            count += 1
+        return count
+
+    @property
+    def in_flight(self) -> int:
+        """Records accepted and not yet done (after :meth:`settle`, an upper bound before)."""
+        return len(self.unfinished)
+
+    def commit_position(self) -> int | None:
+        """The offset to commit: the first unfinished record, else one past the last."""
+        self.settle()
+        if self.unfinished:
+            return self.unfinished[0].offset
+        return self.next_offset
 
     async def drain(self, timeout_s: float) -> int | None:
         """Stop starting records, let started ones finish; the offset to commit."""
         self.draining = True
-        try:
-            await asyncio.wait_for(self.quiet.wait(), timeout_s)
-        except TimeoutError:
-            _log.warning(
-                "%s[%d]: %d records did not finish within %.1f s; they will be redelivered",
-                self.topic, self.partition, len(self.started), timeout_s,
-            )  # fmt: skip
-        position = self.window.commit_position()
+        if self.running:
+            try:
+                await asyncio.wait_for(self.quiet.wait(), timeout_s)
+            except TimeoutError:
+                _log.warning(
+                    "%s[%d]: %d records did not finish within %.1f s; they will be redelivered",
+                    self.topic, self.partition, self.running, timeout_s,
+                )  # fmt: skip
+        position = self.commit_position()
         await self.close()
         return position
 
@@ -245,12 +297,13 @@ class GroupConsumer:
         self._retry_topics = {t for r in routes.routes.values() for t in r.retry_topics}
         self._concurrency = {topic: route.concurrency for topic, route in routes.routes.items()}
         self._flow = FlowControl(high=settings.max_in_flight)
-        self._room = asyncio.Event()
+        # Set by a finishing record while the loop waits for room under the bound.
+        self.room = asyncio.Event()
+        self.waiting_for_room = False
         self._pauses: Pauses = Pauses()
         self._commit_policy = CommitPolicy(interval_ms=settings.commit_interval_ms)
         self._last_commit_ms = clock_ms()
         self._uncommitted = 0
-        self._in_flight = 0
         self._last_lag = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.assigned = asyncio.Event()
@@ -261,7 +314,13 @@ class GroupConsumer:
     @property
     def in_flight(self) -> int:
         """Records fetched and not yet complete."""
-        return self._in_flight
+        self._settle()
+        return sum(runner.in_flight for runner in self._runners.values())
+
+    def _settle(self) -> None:
+        # Done records leave their partitions' queues here, once per loop turn.
+        for runner in self._runners.values():
+            self._uncommitted += runner.settle()
 
     @property
     def paused(self) -> set[TopicPartition]:
@@ -287,15 +346,6 @@ class GroupConsumer:
             except Exception:  # noqa: BLE001 - e.g. the database is down: keep trying
                 _log.exception("%s could not be processed; retrying in %.1f s", where, delay)
 
-    def completed(self, count: int) -> None:
-        self._in_flight -= count
-        self._uncommitted += count
-        self._room.set()
-        if self._flow.paused:
-            decision = self._flow.update(self._in_flight, now_ms=self._clock_ms())
-            if decision is FlowDecision.RESUME:
-                self._apply_flow(decision)
-
     def delivery_failed(self, runner: PartitionRunner, offset: int, error: PublishError) -> None:
         """A publish was not confirmed: rewind the partition to redeliver what is unfinished.
 
@@ -313,7 +363,7 @@ class GroupConsumer:
             "%s[%d]@%d: publish failed (%s); rewinding (failure %d)",
             runner.topic, runner.partition, offset, error, failures,
         )  # fmt: skip
-        position = runner.window.commit_position()
+        position = runner.commit_position()
         delay = min(0.05 * 2**failures, 10.0)
         asyncio.get_running_loop().create_task(self._rewind(runner, position, delay))
 
@@ -334,8 +384,7 @@ class GroupConsumer:
         key = (runner.topic, runner.partition)
         if self._runners.get(key) is not runner or position is None:
             return
-        self._in_flight -= runner.window.in_flight
-        fresh = PartitionRunner(self, runner.topic, runner.partition, runner.window.concurrency)
+        fresh = PartitionRunner(self, runner.topic, runner.partition, runner.concurrency)
         fresh.next_offset = position
         fresh.committed = runner.committed
         self._runners[key] = fresh
@@ -378,7 +427,6 @@ class GroupConsumer:
         if counts:
             for topic, count in counts.items():
                 self.metrics.consumed(self.group, topic, count)
-            self._in_flight += sum(counts.values())
             self._check_flow()
 
     def _consume_error(self, error: Any) -> None:
@@ -411,7 +459,7 @@ class GroupConsumer:
             self._consumer.resume([confluent_kafka.TopicPartition(*key)])
 
     def _check_flow(self) -> None:
-        decision = self._flow.update(self._in_flight, now_ms=self._clock_ms())
+        decision = self._flow.update(self.in_flight, now_ms=self._clock_ms())
         if decision is not None:
             self._apply_flow(decision)
 
@@ -421,7 +469,7 @@ class GroupConsumer:
                 self._pause(key, "flow")
             else:
                 self._resume(key, "flow")
-        self.metrics.in_flight(self.group, self._in_flight)
+        self.metrics.in_flight(self.group, self.in_flight)
 
     # ----------------------------------------------------------------- commits and lag
 
@@ -431,7 +479,7 @@ class GroupConsumer:
             runner = self._runners.get(key)
             if runner is None:
                 continue
-            position = runner.window.commit_position()
+            position = runner.commit_position()
             if position is not None and position != runner.committed:
                 offsets.append(confluent_kafka.TopicPartition(key[0], key[1], position))
                 runner.committed = position
@@ -465,10 +513,10 @@ class GroupConsumer:
                 )
             except confluent_kafka.KafkaException:
                 continue
-            position = runner.window.commit_position()
+            position = runner.commit_position()
             if high >= 0 and position is not None:
                 self.metrics.lag(self.group, topic, partition, max(0, high - position))
-        self.metrics.in_flight(self.group, self._in_flight)
+        self.metrics.in_flight(self.group, self.in_flight)
 
     # ----------------------------------------------------------------- rebalancing
 
@@ -533,7 +581,6 @@ class GroupConsumer:
         await self._run_hooks("lost", keys)
 
     def _forget(self, key: TopicPartition, runner: PartitionRunner) -> None:
-        self._in_flight -= runner.window.in_flight
         del self._runners[key]
         self._pauses.forget(key)
         self.metrics.forget_lag(self.group, key[0], key[1])
@@ -559,12 +606,17 @@ class GroupConsumer:
         )
         try:
             while not stopping.is_set():
-                room = min(_BATCH, self._flow.room(self._in_flight))
+                in_flight = self.in_flight
+                if self._flow.paused:
+                    self._check_flow()
+                room = min(_BATCH, self._flow.room(in_flight))
                 if room == 0 and not self._flow.paused:
                     # Full: take nothing more until records complete (or the hold expires).
-                    self._room.clear()
+                    self.room.clear()
+                    self.waiting_for_room = True
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._room.wait(), 0.1)
+                        await asyncio.wait_for(self.room.wait(), 0.1)
+                    self.waiting_for_room = False
                     self.producer.poll()
                     self._check_flow()
                     self._maybe_commit()

@@ -161,7 +161,9 @@ class TraceParent:
         """``TraceParent.new(trace_bits, span_bits).header()``, without the object."""
         trace = (trace_bits & ((1 << 128) - 1)) or 1
         span = (span_bits & 0xFFFF_FFFF_FFFF_FFFF) or 1
-        return f"00-{trace:032x}-{span:016x}-01"
+        # bytes.hex is several times cheaper than formatting 128-bit ints with :032x.
+        digits = ((trace << 64) | span).to_bytes(24, "big").hex()
+        return f"00-{digits[:32]}-{digits[32:]}-01"
 
     @staticmethod
     def child_header(parent: str, span_bits: int) -> str | None:
@@ -175,4 +177,4 @@ class TraceParent:
         if parent.startswith("ff") or parent[3:35] == _ZERO_TRACE or parent[36:52] == _ZERO_SPAN:
             return None
         span = (span_bits & 0xFFFF_FFFF_FFFF_FFFF) or 1
-        return f"{parent[:36]}{span:016x}{parent[52:]}"
+        return f"{parent[:36]}{span.to_bytes(8, 'big').hex()}{parent[52:]}"

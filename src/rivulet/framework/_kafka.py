@@ -2,10 +2,11 @@
 
 **Producer.** ``produce()`` only enqueues into librdkafka; delivery reports arrive
 through ``poll()``. Polling happens on the event loop (``poll(0)`` never blocks): the
-consumer loop polls after each batch, and a small task polls every millisecond while
-deliveries are outstanding, so delivery callbacks run on the loop thread and need no
-locking. One idempotent producer per app keeps the order of everything it sends to a
-partition, retries included.
+consumer loop polls after each batch, and a small task polls while deliveries are
+outstanding (every millisecond while someone awaits confirmations, else every 5 ms),
+so delivery callbacks run on the loop thread and need no locking. One idempotent
+producer per app keeps the order of everything it sends to a partition, retries
+included.
 
 **Consumer.** ``consume()`` blocks, so it runs on one dedicated thread; rebalance
 callbacks therefore run on that thread too and hand their work to the loop (see
@@ -32,6 +33,8 @@ __all__ = [
     "consumer_config",
     "producer_config",
 ]
+
+_IDLE_POLL_S = 0.005
 
 #: librdkafka's delivery report: ``(error or None, message)``.
 DeliveryReport = Callable[[Any, Any], None]
@@ -106,6 +109,7 @@ class Producer:
         self._producer = confluent_kafka.Producer(dict(config))
         self._work = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
+        self._awaiting = 0  # send_and_wait calls waiting for their confirmations
 
     def start(self) -> None:
         """Start the background poller (on the running loop)."""
@@ -164,9 +168,13 @@ class Producer:
                 else:
                     done.set_result(None)
 
-        for record in records:
-            await self.send(record, on_delivery)
-        await done
+        self._awaiting += 1
+        try:
+            for record in records:
+                await self.send(record, on_delivery)
+            await done
+        finally:
+            self._awaiting -= 1
 
     def poll(self) -> int:
         """Serve delivery reports now (never blocks); returns how many were served."""
@@ -179,7 +187,10 @@ class Producer:
                 self._work.clear()
                 await self._work.wait()
             self.poll()
-            await asyncio.sleep(0.001)
+            # Someone awaits confirmations: report them promptly. Otherwise they only
+            # move commit positions (and the consumer loop polls after every batch), so
+            # waking the loop a thousand times a second is not worth its CPU.
+            await asyncio.sleep(0.001 if self._awaiting else _IDLE_POLL_S)
 
     async def flush(self, timeout_s: float) -> int:
         """Wait (polling) until every record is confirmed; returns how many are left."""

@@ -96,7 +96,8 @@ class EventEncoder:
             child = TraceParent.child_header(parent, self._random_bits(64))
             if child is not None:
                 return child
-        return TraceParent.new_header(self._random_bits(128), self._random_bits(64))
+        bits = self._random_bits(192)  # one draw for both ids
+        return TraceParent.new_header(bits >> 64, bits)
 
     def build(
         self,

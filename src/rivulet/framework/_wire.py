@@ -128,7 +128,9 @@ class ConsumedRecord:
     headers: Headers = ()
     #: ``CreateTime`` or ``LogAppendTime``, as Spring's dead-letter headers spell it.
     timestamp_type: str = "CreateTime"
-    _index: dict[str, bytes] | None = field(default=None, init=False, compare=False, repr=False)
+    _index: dict[str, bytes | None] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
 
     def header(self, name: str) -> bytes | None:
         """The last value of header ``name`` (Kafka's ``lastHeader``), or ``None``.
@@ -138,11 +140,13 @@ class ConsumedRecord:
         """
         return self.header_index().get(name)
 
-    def header_index(self) -> dict[str, bytes]:
-        """Header name to last value (absent values left out)."""
+    def header_index(self) -> dict[str, bytes | None]:
+        """Header name to last value (a header sent without a value maps to ``None``)."""
         index = self._index
         if index is None:
-            index = self._index = {k: v for k, v in self.headers if v is not None}
+            # dict() over the (name, value) pairs runs in C, and keeps the last value of a
+            # repeated name, as lastHeader does.
+            index = self._index = dict(self.headers)
         return index
 
     def is_plain(self) -> bool:
@@ -257,31 +261,37 @@ def decode_envelope(record: ConsumedRecord) -> Envelope:
     spec version is not 1.x. The last occurrence of a repeated header wins, as in
     Kafka's ``Headers.lastHeader``.
     """
-    index = record.header_index()
-    # Runs for every consumed record: one pass over the (few) headers present rather
-    # than a lookup per CloudEvents attribute, and a positional Envelope.
-    text: dict[str, str] = {}
-    try:
-        for name, raw in index.items():
-            if name in _CLOUDEVENTS_SET:
-                text[name] = raw.decode()
-    except UnicodeDecodeError:
-        bad = next(n for n in _CLOUDEVENTS if n in index and not _is_utf8(index[n]))
-        raise MalformedRecordError(f"header {bad!r} is not valid UTF-8") from None
-    get = text.get
+    get = record.header_index().get
+    # Runs for every consumed record: straight-line lookups and decodes, and a
+    # positional Envelope (a loop over the headers cost twice as much).
     spec = get(SPEC_VERSION)
-    if spec is not None and not spec.startswith("1."):
-        raise MalformedRecordError(f"unsupported CloudEvents spec version {spec!r} (expected 1.x)")
-    return Envelope(
-        get(EVENT_ID) or f"{record.topic}-{record.partition}-{record.offset}",  # id
-        get(EVENT_TYPE),  # type
-        get(EVENT_SOURCE) or "",  # source
-        get(EVENT_TIME),  # time
-        get(CONTENT_TYPE),  # content_type
-        get(CORRELATION_ID),  # correlation_id
-        get(CAUSATION_ID),  # causation_id
-        get(TRACEPARENT),  # traceparent
-    )
+    raw_id = get(EVENT_ID)
+    raw_type = get(EVENT_TYPE)
+    raw_source = get(EVENT_SOURCE)
+    raw_time = get(EVENT_TIME)
+    raw_content_type = get(CONTENT_TYPE)
+    raw_correlation = get(CORRELATION_ID)
+    raw_causation = get(CAUSATION_ID)
+    raw_trace = get(TRACEPARENT)
+    try:
+        if spec is not None and not spec.decode().startswith("1."):
+            raise MalformedRecordError(
+                f"unsupported CloudEvents spec version {spec.decode()!r} (expected 1.x)"
+            )
+        return Envelope(
+            raw_id.decode() if raw_id else f"{record.topic}-{record.partition}-{record.offset}",
+            None if raw_type is None else raw_type.decode(),  # type
+            "" if raw_source is None else raw_source.decode(),  # source
+            None if raw_time is None else raw_time.decode(),  # time
+            None if raw_content_type is None else raw_content_type.decode(),  # content_type
+            None if raw_correlation is None else raw_correlation.decode(),  # correlation_id
+            None if raw_causation is None else raw_causation.decode(),  # causation_id
+            None if raw_trace is None else raw_trace.decode(),  # traceparent
+        )
+    except UnicodeDecodeError:
+        index = record.header_index()
+        bad = next(n for n in _CLOUDEVENTS if not _is_utf8(index.get(n)))
+        raise MalformedRecordError(f"header {bad!r} is not valid UTF-8") from None
 
 
 _CLOUDEVENTS: Final = (
@@ -295,10 +305,11 @@ _CLOUDEVENTS: Final = (
     CAUSATION_ID,
     TRACEPARENT,
 )
-_CLOUDEVENTS_SET: Final = frozenset(_CLOUDEVENTS)
 
 
-def _is_utf8(raw: bytes) -> bool:
+def _is_utf8(raw: bytes | None) -> bool:
+    if raw is None:
+        return True
     try:
         raw.decode()
     except UnicodeDecodeError:
