@@ -397,33 +397,54 @@ class GroupConsumer:
         backing_off: set[TopicPartition] = set()
         counts: dict[str, int] = {}
         touched: set[PartitionRunner] = set()
+        runners = self._runners
+        retry_topics = self._retry_topics
+        pauses = self._pauses
+        any_paused = pauses.any()
+        # Runs for every record: the runner is looked up once per run of records from
+        # the same partition, and the record is built positionally, in line.
+        last: TopicPartition | None = None
+        runner: PartitionRunner | None = None
         for message in messages:
             error = message.error()
             if error is not None:
                 self._consume_error(error)
                 continue
-            key = (message.topic(), message.partition())
-            if key in backing_off:
+            topic = message.topic()
+            partition = message.partition()
+            if last is None or last[0] != topic or last[1] != partition:
+                last = (topic, partition)
+                runner = runners.get(last)
+                if runner is not None and runner.draining:
+                    runner = None
+            if runner is None or last in backing_off:
                 continue
-            runner = self._runners.get(key)
-            if runner is None or runner.draining:
-                continue
-            if self._pauses.has(key, "backoff"):
+            if any_paused and pauses.has(last, "backoff"):
                 # Fetched before the rewind: fetch again from the held record once due.
-                self._seek(key, runner.next_offset)
+                self._seek(last, runner.next_offset)
                 continue
-            record = to_record(message)
-            if key[0] in self._retry_topics:
+            kind, timestamp = message.timestamp()
+            record = ConsumedRecord(
+                topic,
+                partition,
+                message.offset(),
+                timestamp,  # timestamp_ms
+                message.key(),
+                message.value(),
+                message.headers() or (),
+                _TIMESTAMP_TYPES.get(kind, "CreateTime"),  # timestamp_type
+            )
+            if topic in retry_topics:
                 wait_ms = backoff_remaining_ms(record, now_ms)
                 if wait_ms > 0:
-                    backing_off.add(key)
+                    backing_off.add(last)
                     self._back_off(runner, record.offset, wait_ms)
                     continue
             if runner.accept(record):
-                counts[key[0]] = counts.get(key[0], 0) + 1
+                counts[topic] = counts.get(topic, 0) + 1
                 touched.add(runner)
-        for runner in touched:
-            runner.kick()
+        for touched_runner in touched:
+            touched_runner.kick()
         if counts:
             for topic, count in counts.items():
                 self.metrics.consumed(self.group, topic, count)

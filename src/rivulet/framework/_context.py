@@ -213,17 +213,22 @@ class Context:
         is confirmed by the broker (or, in an idempotent handler, stored in the outbox
         with the handler's transaction). Returns the new event's id.
         """
+        envelope = self._envelope
         index = self._published
-        self._published += 1
-        built = self._encoder.build(
+        self._published = index + 1
+        trace = self._trace
+        if trace is None:
+            trace = self._trace = self._encoder.trace_for(envelope.traceparent)
+        # Positional: this runs for every event a handler publishes.
+        built = self._encoder.build_with(
             event,
-            topic=topic,
-            key=key,
-            event_id=derived_event_id(self.group, self._envelope.id, index),
-            correlation_id=self.correlation_id,
-            causation_id=self._envelope.id,
-            traceparent=self.traceparent,
-            headers=headers,
+            topic,
+            key,
+            derived_event_id(self.group, envelope.id, index),  # event_id
+            envelope.correlation_id or envelope.id,  # correlation_id
+            envelope.id,  # causation_id
+            trace,  # traceparent
+            headers,
         )
         if self._transaction is not None:
             await self._transaction._publish_built(built)

@@ -234,6 +234,10 @@ class Pauses:
         """The partition was revoked: its pauses go with it."""
         self._reasons.pop(partition, None)
 
+    def any(self) -> bool:
+        """Whether any partition is paused."""
+        return bool(self._reasons)
+
     def is_paused(self, partition: Hashable) -> bool:
         """Whether any reason holds."""
         return bool(self._reasons.get(partition))

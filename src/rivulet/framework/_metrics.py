@@ -93,8 +93,9 @@ class Metrics:
         self._counters: dict[tuple[str, ...], float] = {}
         self._gauges: dict[tuple[str, ...], float] = {}
         # (group, handler) -> [bucket counts..., +Inf count], and the sums
-        self._histograms: dict[tuple[str, str], list[int]] = {}
-        self._sums: dict[tuple[str, str], float] = {}
+        # (group, topic, handler) -> [bucket counts..., +Inf count, sum of seconds]: one
+        # lookup per handled record; the handled counter is the sum of the buckets.
+        self._handled: dict[tuple[str, str, str], list[float]] = {}
         self.outbox_backlog = _Gauge(self._gauges, ("rivulet_outbox_backlog",))
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -109,14 +110,12 @@ class Metrics:
         self._add(("rivulet_records_consumed", group, topic), count)
 
     def handled(self, group: str, topic: str, handler: str, seconds: float) -> None:
-        self._add(("rivulet_records_handled", group, topic, handler))
-        key = (group, handler)
-        buckets = self._histograms.get(key)
-        if buckets is None:
-            buckets = self._histograms[key] = [0] * (len(_BUCKETS) + 1)
-            self._sums[key] = 0.0
-        buckets[bisect_left(_BUCKETS, seconds)] += 1
-        self._sums[key] += seconds
+        key = (group, topic, handler)
+        cell = self._handled.get(key)
+        if cell is None:
+            cell = self._handled[key] = [0] * (len(_BUCKETS) + 2)
+        cell[bisect_left(_BUCKETS, seconds)] += 1
+        cell[-1] += seconds
 
     def duplicate(self, group: str, topic: str) -> None:
         self._add(("rivulet_records_duplicate", group, topic))
@@ -149,9 +148,12 @@ class Metrics:
 
     def collect(self) -> Iterator[Metric]:
         """Metric families for prometheus-client (called at scrape time)."""
+        handled = list(self._handled.items())
+        counters = list(self._counters.items())
+        counters += [(("rivulet_records_handled", *key), sum(cell[:-1])) for key, cell in handled]
         for name, (text, labels) in _COUNTERS.items():
             family = CounterMetricFamily(name, text, labels=("app", *labels))
-            for key, value in list(self._counters.items()):
+            for key, value in counters:
                 if key[0] == name:
                     family.add_metric((self.app, *key[1:]), value)
             yield family
@@ -166,12 +168,18 @@ class Metrics:
             "Handling time per record, retries included",
             labels=("app", "group", "handler"),
         )
-        for (group, handler), counts in list(self._histograms.items()):
-            cumulative, buckets = 0, []
-            for bound, count in zip((*map(str, _BUCKETS), "+Inf"), counts, strict=True):
+        # The histogram is per (group, handler): a handler's topics are summed.
+        per_handler: dict[tuple[str, str], list[float]] = {}
+        for (group, _topic, handler), cell in handled:
+            total = per_handler.setdefault((group, handler), [0] * len(cell))
+            for index, value in enumerate(cell):
+                total[index] += value
+        for (group, handler), cell in per_handler.items():
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*map(str, _BUCKETS), "+Inf"), cell[:-1], strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
-            histogram.add_metric((self.app, group, handler), buckets, self._sums[(group, handler)])
+            histogram.add_metric((self.app, group, handler), buckets, cell[-1])
         yield histogram
 
     def render(self) -> bytes:

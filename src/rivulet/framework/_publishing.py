@@ -25,7 +25,6 @@ from rivulet.framework._wire import (
     TRACEPARENT,
     OutgoingRecord,
     Serializer,
-    encode_key,
 )
 
 __all__ = ["Built", "EventEncoder"]
@@ -117,6 +116,34 @@ class EventEncoder:
         Headers are the CloudEvents binding's (see ``_wire``), built directly from
         per-class pre-encoded parts: this runs for every published event.
         """
+        now_ms = self._clock_ms()
+        if event_id is None:
+            event_id = new_event_id(now_ms, self._random_bits(74))
+        return self.build_with(
+            event,
+            topic,
+            key,
+            event_id,
+            correlation_id or event_id,
+            causation_id,
+            traceparent or self.trace_for(None),
+            headers,
+            now_ms,
+        )
+
+    def build_with(  # noqa: PLR0917 - positional on purpose: runs for every publish
+        self,
+        event: Event,
+        topic: str,
+        key: str | bytes | None,
+        event_id: str,
+        correlation_id: str,
+        causation_id: str | None,
+        traceparent: str,
+        headers: Sequence[tuple[str, bytes]],
+        now_ms: int | None = None,
+    ) -> Built:
+        """:meth:`build` with every attribute given, positionally (a handler's publishes)."""
         cls = type(event)
         parts = self._parts.get(cls)
         if parts is None:
@@ -124,34 +151,30 @@ class EventEncoder:
                 raise TypeError(f"publish() takes an Event, got {cls.__name__}")
             parts = self._parts_of(cls)
         serializer, type_header, content_type_header = parts
-        now_ms = self._clock_ms()
-        if event_id is None:
-            event_id = new_event_id(now_ms, self._random_bits(74))
+        if now_ms is None:
+            now_ms = self._clock_ms()
+        cached_ms, time_header = self._time
+        if cached_ms != now_ms:
+            time_header = (EVENT_TIME, format_ce_time(now_ms).encode())
+            self._time = (now_ms, time_header)
         record_headers = [
             _SPEC_VERSION_HEADER,
             (EVENT_ID, event_id.encode()),
             type_header,
             self._source_header,
             content_type_header,
-            self._time_header(now_ms),
-            (CORRELATION_ID, (correlation_id or event_id).encode()),
-            (TRACEPARENT, (traceparent or self.trace_for(None)).encode()),
+            time_header,
+            (CORRELATION_ID, correlation_id.encode()),
+            (TRACEPARENT, traceparent.encode()),
         ]
         if causation_id is not None:
             record_headers.append((CAUSATION_ID, causation_id.encode()))
         if headers:
             record_headers.extend(headers)
-        record = OutgoingRecord(
-            topic, encode_key(key), serializer.encode(event, topic=topic), record_headers
-        )
+        if key is not None and not isinstance(key, bytes):
+            key = key.encode()
+        record = OutgoingRecord(topic, key, serializer.encode(event, topic=topic), record_headers)
         return Built(record, event_id, cls.__event_type__)
-
-    def _time_header(self, now_ms: int) -> tuple[str, bytes]:
-        cached_ms, header = self._time
-        if cached_ms != now_ms:
-            header = (EVENT_TIME, format_ce_time(now_ms).encode())
-            self._time = (now_ms, header)
-        return header
 
     def _parts_of(
         self, cls: type[Event]

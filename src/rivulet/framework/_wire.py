@@ -62,7 +62,6 @@ __all__ = [
     "Serializer",
     "StartableSerializer",
     "decode_envelope",
-    "encode_key",
 ]
 
 EVENT_ID: Final = "ce_id"
@@ -315,10 +314,3 @@ def _is_utf8(raw: bytes | None) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def encode_key(key: str | bytes | None) -> bytes | None:
-    """Kafka record keys are bytes; string keys (entity ids) are UTF-8."""
-    if key is None or isinstance(key, bytes):
-        return key
-    return key.encode()
