@@ -110,6 +110,7 @@ class Producer:
         self._work = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
         self._awaiting = 0  # send_and_wait calls waiting for their confirmations
+        self._idle = False  # the poller waits for work (produce() must wake it)
 
     def start(self) -> None:
         """Start the background poller (on the running loop)."""
@@ -139,7 +140,9 @@ class Producer:
             )
         except BufferError:
             return False
-        self._work.set()
+        if self._idle:
+            self._idle = False
+            self._work.set()
         return True
 
     async def send(self, record: OutgoingRecord, on_delivery: DeliveryReport) -> None:
@@ -185,6 +188,7 @@ class Producer:
         while True:
             if not len(self._producer):
                 self._work.clear()
+                self._idle = True
                 await self._work.wait()
             self.poll()
             # Someone awaits confirmations: report them promptly. Otherwise they only

@@ -133,7 +133,9 @@ class Metrics:
         self._add(("rivulet_records_skipped", group, topic, reason))
 
     def published(self, topic: str, count: int = 1) -> None:
-        self._add(("rivulet_published", topic), count)
+        key = ("rivulet_published", topic)
+        counters = self._counters
+        counters[key] = counters.get(key, 0) + count
 
     def in_flight(self, group: str, count: int) -> None:
         self._gauges[("rivulet_records_in_flight", group)] = count
