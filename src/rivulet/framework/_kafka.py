@@ -131,12 +131,20 @@ class Producer:
         ``error`` is ``None`` once the broker confirmed the record.
         """
         try:
+            # Positional: confluent-kafka parses keyword arguments at about twice the
+            # cost of the rest of the call (2.5 us of 5.7 us, with nine headers). Its
+            # C signature is (topic, value, key, partition, callback, on_delivery,
+            # timestamp, headers); -1 is "use the partitioner" and 0 "now".
+            # tests/framework/test_kafka.py holds this order to account.
             self._producer.produce(
                 record.topic,
-                value=record.value,
-                key=record.key,
-                headers=cast(Any, record.headers),  # list invariance: ours are (str, bytes)
-                on_delivery=on_delivery,
+                record.value,
+                record.key,
+                -1,  # partition
+                on_delivery,  # callback
+                None,  # on_delivery (an alias of callback)
+                0,  # timestamp
+                cast(Any, record.headers),  # list invariance: ours are (str, bytes)
             )
         except BufferError:
             return False
