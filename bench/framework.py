@@ -15,7 +15,8 @@ ratios are printed. Figures, not a test.
 Each framework is written the way its documentation shows:
 
 - **Rivulet**: ``@app.handler`` taking the typed event, ``await ctx.publish(...)``;
-  offsets committed after processing (at-least-once), outputs confirmed before commit.
+  offsets committed after processing (at-least-once), outputs confirmed before commit;
+  run with ``app.run()`` (what ``rivulet run`` does), stopped by SIGTERM.
 - **FastStream** 0.7 (Kafka, aiokafka): ``@broker.subscriber`` + ``@broker.publisher``
   returning the typed output; its default acknowledgement (auto-commit every 5 s, which
   may commit before processing) and logging off. ``faststream-ack`` is the same with
@@ -39,6 +40,7 @@ import asyncio
 import importlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -109,7 +111,6 @@ def worker_rivulet(args: argparse.Namespace) -> dict[str, float]:
 
     order_placed, order_confirmed = models(Event)
     app = App("bench-rivulet")
-    done = asyncio.Event()
     state = {"count": 0, "t0": 0.0, "cpu0": 0.0}
 
     @app.handler(args.topic, group=args.group)
@@ -120,7 +121,7 @@ def worker_rivulet(args: argparse.Namespace) -> dict[str, float]:
         await ctx.publish(args.out, confirm(event, order_confirmed), key=ctx.key)
         state["count"] += 1
         if state["count"] == args.events:
-            done.set()
+            os.kill(os.getpid(), signal.SIGTERM)  # a graceful stop, as in production
 
     settings = Settings(
         bootstrap_servers=args.bootstrap,
@@ -129,12 +130,7 @@ def worker_rivulet(args: argparse.Namespace) -> dict[str, float]:
         outbox_relay=False,
         log_level="WARNING",
     )
-
-    async def main() -> None:
-        async with app.running(settings):
-            await done.wait()
-
-    asyncio.run(main())
+    app.run(settings)  # what `rivulet run` does: until SIGTERM, then a graceful stop
     return {
         "records": state["count"],
         "seconds": time.perf_counter() - state["t0"],

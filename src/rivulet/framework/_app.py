@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -325,8 +326,15 @@ class App:
             self._runtime = None
 
     async def serve(self, settings: Settings | None = None) -> None:
-        """Run until cancelled (then stop gracefully), or until a consumer fails (then raise)."""
+        """Run until cancelled (then stop gracefully), or until a consumer fails (then raise).
+
+        Once the app has started, the objects made so far (modules, models, schemas,
+        clients) are moved out of the garbage collector's way (``gc.freeze()``, after a
+        collection), so its full collections only walk what the app makes while it runs.
+        """
         async with self.running(settings) as runtime:
+            gc.collect()
+            gc.freeze()
             await runtime.wait_failed()
 
     def run(self, settings: Settings | None = None) -> None:

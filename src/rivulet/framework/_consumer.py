@@ -51,7 +51,10 @@ PartitionHook = Callable[[str, list[TopicPartition]], Awaitable[None]]
 _log = logging.getLogger("rivulet.consumer")
 _TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
 _LAG_INTERVAL_S = 5.0
-_BATCH = 1_000
+# Records taken per fetch, and the most the runners hold unstarted before the next one.
+# librdkafka prefetches far more, in C memory; converting only what the handlers are
+# about to reach keeps few Python objects alive, which keeps garbage collection cheap.
+_BATCH = 500
 _GIVE_UP_AFTER = 3
 PUBLISH_FAILED = PublishError("the broker refused this record's publishes three times")
 
@@ -135,6 +138,7 @@ class PartitionRunner:
         self._by_offset: dict[int, _Delivery] = {}  # window mode: offset -> delivery
         self._wake = asyncio.Event()
         self.running = 0  # started and not done
+        self.waiting = 0  # accepted and not yet taken by a worker
         self.next_offset: int | None = None
         self.committed: int | None = None
         self.draining = False
@@ -154,6 +158,7 @@ class PartitionRunner:
         if self.next_offset is not None and offset < self.next_offset:
             return False
         self.next_offset = offset + 1
+        self.waiting += 1
         delivery = _Delivery(self, record)
         self.unfinished.append(delivery)
         if self.window is None:
@@ -179,9 +184,12 @@ class PartitionRunner:
         window = self.window
         while True:
             while not ready:
+                if owner.waiting_for_room:
+                    owner.room.set()  # the consumer loop waits for the runners to need more
                 self._wake.clear()
                 await self._wake.wait()
             delivery = ready.popleft()
+            self.waiting -= 1
             if self.draining:
                 continue  # left for the partition's next owner (the commit stops before it)
             self.running += 1
@@ -631,8 +639,11 @@ class GroupConsumer:
                 if self._flow.paused:
                     self._check_flow()
                 room = min(_BATCH, self._flow.room(in_flight))
+                if sum(runner.waiting for runner in self._runners.values()) >= _BATCH:
+                    room = 0  # enough unstarted records; librdkafka holds the rest
                 if room == 0 and not self._flow.paused:
-                    # Full: take nothing more until records complete (or the hold expires).
+                    # Full: take nothing more until records complete or start (or the
+                    # hold expires).
                     self.room.clear()
                     self.waiting_for_room = True
                     with contextlib.suppress(TimeoutError):

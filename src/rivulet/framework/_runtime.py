@@ -284,6 +284,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
         self._stopping.set()
+        for consumer in self.consumers:
+            consumer.room.set()  # a consumer waiting for its runners notices the stop now
         results = await asyncio.gather(*self._tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
