@@ -55,6 +55,9 @@ _LAG_INTERVAL_S = 5.0
 # librdkafka prefetches far more, in C memory; converting only what the handlers are
 # about to reach keeps few Python objects alive, which keeps garbage collection cheap.
 _BATCH = 500
+# A runner down to this many waiting records asks for the next batch, so that fetching
+# it overlaps the handling of the rest.
+_REFILL_AT = _BATCH // 2
 _GIVE_UP_AFTER = 3
 PUBLISH_FAILED = PublishError("the broker refused this record's publishes three times")
 
@@ -190,6 +193,8 @@ class PartitionRunner:
                 await self._wake.wait()
             delivery = ready.popleft()
             self.waiting -= 1
+            if owner.waiting_for_room and self.waiting == _REFILL_AT:
+                owner.room.set()
             if self.draining:
                 continue  # left for the partition's next owner (the commit stops before it)
             self.running += 1
@@ -639,7 +644,8 @@ class GroupConsumer:
                 if self._flow.paused:
                     self._check_flow()
                 room = min(_BATCH, self._flow.room(in_flight))
-                if sum(runner.waiting for runner in self._runners.values()) >= _BATCH:
+                waiting = sum(runner.waiting for runner in self._runners.values())
+                if waiting >= _BATCH * max(1, len(self._runners)):
                     room = 0  # enough unstarted records; librdkafka holds the rest
                 if room == 0 and not self._flow.paused:
                     # Full: take nothing more until records complete or start (or the
