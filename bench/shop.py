@@ -76,6 +76,7 @@ def describe(summary: dict[str, Any]) -> str:
         f"max lag {summary.get('max_lag', '?'):>6}  "
         f"drain {summary.get('drain_seconds', '?'):>5} s  "
         f"p50 {latency.get('p50')} p95 {latency.get('p95')} p99 {latency.get('p99')} ms  "
+        f"CPU/order {summary.get('cpu_ms_per_order', {}).get('total', '?')} ms  "
         f"invariants {'ok' if summary.get('ok') else 'FAILED'}  "
         f"load avg {summary.get('load_average', ['?'])[0]} on {summary.get('cpus', '?')} CPUs"
     )
@@ -117,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     if "error" in summary:
         print(f"latency run failed:\n{summary['error']}")
         return 1
+    cpu = summary.get("cpu_ms_per_order", {})
+    if cpu:
+        ranked = sorted(((v, k) for k, v in cpu.items() if k != "total"), reverse=True)
+        print(
+            f"CPU per order at {latency_rate:g} orders/s (load start to drained): "
+            f"{cpu['total']} ms in all; " + ", ".join(f"{k} {v}" for v, k in ranked)
+        )
     latency = summary["saga_latency_ms"].get("shipped", {})
     print(
         f"order accepted -> shipped at {latency_rate:g} orders/s for {args.latency_duration:g} s: "

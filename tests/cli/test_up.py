@@ -29,6 +29,8 @@ from rivulet.cli.up import (
     SystemState,
     WebhookReceiver,
     check_invariants,
+    cpu_delta,
+    per_order_ms,
     restart_delay_s,
     service_database_url,
 )
@@ -153,6 +155,15 @@ def test_analytics_checks() -> None:
     state = healthy()
     state.analytics["orders"]["by_state"]["placed"] = 1
     assert "1 orders still placed" in failed(state)[name]
+
+
+def test_cpu_per_order_counts_restarted_processes_from_zero() -> None:
+    before = {"orders": 10.0, "saga": 4.0}
+    after = {"orders": 12.5, "saga": 1.0, "broker": 3.0}  # saga restarted, broker new
+    used = cpu_delta(before, after)
+    assert used == {"orders": 2.5, "saga": 1.0, "broker": 3.0}
+    assert per_order_ms(used, 100) == {"orders": 25.0, "saga": 10.0, "broker": 30.0, "total": 65.0}
+    assert per_order_ms(used, 0) == {}
 
 
 def test_restart_backoff_and_database_urls() -> None:
@@ -310,6 +321,12 @@ def test_up_check_on_sqlite_and_a_second_run_continues_from_the_data(tmp_path: P
     assert total > summary["accepted"], "the first run's orders were finished by the second"
     assert summary["orders"]["shipped"] > 0
     assert summary["webhooks"]["applied"] >= summary["orders"]["shipped"] * 2
+    # CPU per order is reported for every process of the system, and adds up.
+    cpu = summary["cpu_ms_per_order"]
+    assert {s.name for s in SERVICES} | {"broker", "up (load, webhooks)"} <= set(cpu)
+    assert all(ms >= 0 for ms in cpu.values())
+    assert cpu["total"] == pytest.approx(sum(v for k, v in cpu.items() if k != "total"), abs=0.1)
+    assert cpu["total"] > 0
     # The registry (rebuilt from _schemas by the second run) holds the schema of every
     # event type the shop publishes, one subject per topic and type (topic_record).
     subjects = summary["registry_subjects"]

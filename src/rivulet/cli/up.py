@@ -76,6 +76,8 @@ __all__ = [
     "WebhookReceiver",
     "add_arguments",
     "check_invariants",
+    "cpu_delta",
+    "per_order_ms",
     "restart_delay_s",
     "run",
     "service_database_url",
@@ -890,6 +892,8 @@ class Up:
         #: The largest total consumer lag seen while orders were being placed.
         self.max_lag = 0
         self.drain_seconds: float | None = None
+        self._cpu_at_load: dict[str, float] = {}
+        self._cpu_used: dict[str, float] = {}
         self.kills: list[tuple[float, str]] = []
         self._watch: KafkaWatch | None = None
         #: Processes --autoscale added, per service (its first process is not listed).
@@ -1399,6 +1403,7 @@ class Up:
             self._autoscaling.add_done_callback(self._autoscale_ended)
         if settings.duration_s is not None:
             loop.call_later(settings.duration_s, self.stop.set)
+        self._cpu_at_load = self._cpu_seconds()
         try:
             await self.stop.wait()
             await tasks[0]
@@ -1420,6 +1425,7 @@ class Up:
         draining_since = time.monotonic()
         drained = await self.drain(client)
         self.drain_seconds = round(time.monotonic() - draining_since, 1)
+        self._cpu_used = cpu_delta(self._cpu_at_load, self._cpu_seconds())
         state = await self.gather_state(client)
         self.registry_subjects = await self._registry_subjects(client)
         checks = check_invariants(state)
@@ -1468,6 +1474,7 @@ class Up:
             "kills": len(self.kills),
             "max_lag": self.max_lag,
             "drain_seconds": self.drain_seconds,
+            "cpu_ms_per_order": per_order_ms(self._cpu_used, load.accepted),
             "cpus": os.cpu_count(),
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "webhooks": {
@@ -1483,6 +1490,17 @@ class Up:
             "registry_subjects": self.registry_subjects,
         }
 
+    def _cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each supervised process and by this one."""
+        used = {"up (load, webhooks)": time.process_time()}
+        for name, supervised in self.supervisor.processes.items():
+            process = supervised.process
+            if process is not None and process.returncode is None:
+                seconds = _process_cpu_seconds(process.pid)
+                if seconds is not None:
+                    used[name] = seconds
+        return used
+
     async def shutdown(self) -> None:
         self.stop.set()
         if self._autoscaling is not None:
@@ -1497,6 +1515,37 @@ class Up:
         if self.receiver is not None:
             await self.receiver.stop()
         self._endpoints_file.unlink(missing_ok=True)
+
+
+def _process_cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds of a process, from /proc (``None`` where there is none)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """CPU used between two readings, per process.
+
+    A process started in between, or restarted (its counter went back), counts from zero.
+    """
+    return {
+        name: seconds - before[name] if before.get(name, seconds + 1) <= seconds else seconds
+        for name, seconds in after.items()
+    }
+
+
+def per_order_ms(used: Mapping[str, float], orders: int) -> dict[str, float]:
+    """Milliseconds of CPU per accepted order, per process and in total."""
+    if orders <= 0 or not used:
+        return {}
+    per_order = {name: round(seconds * 1000 / orders, 2) for name, seconds in used.items()}
+    per_order["total"] = round(sum(used.values()) * 1000 / orders, 2)
+    return per_order
 
 
 def _format_summary(summary: Mapping[str, Any]) -> str:
@@ -1515,6 +1564,8 @@ def _format_summary(summary: Mapping[str, Any]) -> str:
             f"p95 {latency.get('p95')} ms, p99 {latency.get('p99')} ms"
         ),
         f"  restarts: {sum(summary['restarts'].values())} ({summary['kills']} chaos kills)",
+        "  CPU per order, load start to drained (ms): "
+        + (", ".join(f"{k} {v}" for k, v in summary.get("cpu_ms_per_order", {}).items()) or "-"),
         "  webhooks: " + ", ".join(f"{k} {v}" for k, v in summary["webhooks"].items()),
         "  schema registry: "
         + (
