@@ -209,3 +209,31 @@ async def test_rewritten_placeholders_reach_postgres_correctly(postgres_url: str
             assert row == (42, "a?b", "100%", "x?%")
     finally:
         await db.close()
+
+
+async def test_sqlite_checkpoints_off_the_loop_and_empties_the_log_at_close(
+    tmp_path: Path,
+) -> None:
+    # SQLite's automatic checkpoint (an fsync inside COMMIT) is off; the database's own
+    # checkpointer copies the log back every few hundred commits, so the log is reused
+    # instead of growing with every commit, and is empty once the database is closed.
+    path = tmp_path / "busy.db"
+    wal = tmp_path / "busy.db-wal"
+    db = SqliteDatabase(path)
+    await db.open()
+    commits = 3_000
+    try:
+        async with db.transaction() as tx:
+            await tx.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, payload TEXT)")
+        for n in range(commits):
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO t VALUES (?, ?)", (n, "x" * 200))
+            if n % 100 == 0:
+                await asyncio.sleep(0.001)  # let a finished checkpoint be noticed
+        frames = wal.stat().st_size // (4096 + 24)
+        assert 0 < frames < commits // 2, f"{frames} frames in the log after {commits} commits"
+    finally:
+        await db.close()
+    assert wal.stat().st_size == 0 if wal.exists() else True
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM t").fetchone() == (commits,)

@@ -25,12 +25,21 @@ SQLite's blocking busy handler.
 delivery is built for) and may lose the last commits on power loss, like the embedded
 broker's default of relying on the page cache.
 
+**Checkpoints off the loop.** SQLite copies the write-ahead log back into the database
+(a checkpoint, which fsyncs) from inside a ``COMMIT`` once the log passes 1,000 pages;
+that stalled the event loop for the length of an fsync every few hundred transactions.
+Here automatic checkpoints are off, and a second connection checkpoints in a worker
+thread, between two transactions, after every ``_CHECKPOINT_EVERY`` commits and at
+close; transactions wait for it without blocking the loop, and the log then starts
+over instead of growing.
+
 PostgreSQL uses psycopg 3's async connections from a small pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
@@ -57,6 +66,9 @@ __all__ = [
 Dialect = Literal["sqlite", "postgresql"]
 Row = tuple[Any, ...]
 Params = Sequence[Any]
+
+#: Commits between two checkpoints of a SQLite database (see the module docstring).
+_CHECKPOINT_EVERY = 500
 
 
 class DatabaseError(FrameworkError):
@@ -153,6 +165,10 @@ class SqliteDatabase(Database):
         self._lock = asyncio.Lock()
         # Commits that fsync go to a thread; cheaper ones stay on the loop.
         self._commit_in_thread = synchronous in {"FULL", "EXTRA"}
+        # The checkpointing connection (used only in worker threads), and its progress.
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpointing: asyncio.Future[None] | None = None
+        self._commits = 0
 
     async def open(self) -> None:
         if self._conn is not None:
@@ -164,15 +180,45 @@ class SqliteDatabase(Database):
         conn.execute("PRAGMA busy_timeout=0")
         if self.path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False
+            )
+            self._checkpointer.execute("PRAGMA busy_timeout=1000")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         self._conn = conn
 
     async def close(self) -> None:
+        if self._checkpointing is not None:
+            await asyncio.gather(self._checkpointing, return_exceptions=True)
         if self._conn is not None:
             async with self._lock:
+                if self._checkpointer is not None:
+                    await asyncio.to_thread(_checkpoint, self._checkpointer, "TRUNCATE")
+                    self._checkpointer.close()
+                    self._checkpointer = None
                 self._conn.close()
                 self._conn = None
+
+    def _committed(self) -> None:
+        self._commits += 1
+        if self._commits < _CHECKPOINT_EVERY or self._checkpointer is None:
+            return
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return  # the previous one is still copying; the next commit asks again
+        self._commits = 0
+        self._checkpointing = asyncio.ensure_future(self._checkpoint_between_transactions())
+
+    async def _checkpoint_between_transactions(self) -> None:
+        # Between transactions (the lock), so the checkpoint copies the whole log and the
+        # next commit starts it over instead of growing it. Transactions wait for it
+        # asynchronously; the loop runs on.
+        async with self._lock:
+            if self._checkpointer is not None:
+                await _uncancellable(
+                    asyncio.to_thread(_checkpoint, self._checkpointer, "RESTART")
+                )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlTransaction]:
@@ -193,6 +239,7 @@ class SqliteDatabase(Database):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self._committed()
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -218,6 +265,13 @@ class SqliteDatabase(Database):
                 delay = min(delay * 2, 0.05)
             else:
                 return
+
+
+def _checkpoint(conn: sqlite3.Connection, mode: str) -> None:
+    """Copy the write-ahead log into the database (in a worker thread)."""
+    # Busy: the log stays, and the next checkpoint copies it.
+    with contextlib.suppress(sqlite3.OperationalError):
+        conn.execute(f"PRAGMA wal_checkpoint({mode})")
 
 
 async def _uncancellable(work: Awaitable[Any]) -> None:
