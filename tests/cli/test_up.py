@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from rivulet.cli.up import (
     WebhookReceiver,
     check_invariants,
     cpu_delta,
+    listen_port,
     per_order_ms,
     restart_delay_s,
     service_database_url,
@@ -164,6 +166,15 @@ def test_cpu_per_order_counts_restarted_processes_from_zero() -> None:
     assert used == {"orders": 2.5, "saga": 1.0, "broker": 3.0}
     assert per_order_ms(used, 100) == {"orders": 25.0, "saga": 10.0, "broker": 30.0, "total": 65.0}
     assert per_order_ms(used, 0) == {}
+
+
+def test_listen_ports_come_from_below_the_ephemeral_range_and_are_not_repeated() -> None:
+    # Outgoing connections take their local ports from the ephemeral range; a port
+    # picked there could be taken between the pick and the child's bind.
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [listen_port(random.Random(seed)) for seed in (1, 1, 2, 3)]
+    assert len(set(ports)) == len(ports)
+    assert all(10_000 <= port < low for port in ports)
 
 
 def test_restart_backoff_and_database_urls() -> None:

@@ -77,6 +77,7 @@ __all__ = [
     "add_arguments",
     "check_invariants",
     "cpu_delta",
+    "listen_port",
     "per_order_ms",
     "restart_delay_s",
     "run",
@@ -270,11 +271,39 @@ def _schema_of(prefix: str, service: str) -> str:
     return f"{prefix}_{service.replace('-', '_')}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+_handed_out: set[int] = set()
+
+
+def listen_port(rng: random.Random | None = None) -> int:
+    """A port to listen on, from below the kernel's ephemeral range when it can.
+
+    Port 0 would hand out an ephemeral port, and between this check and the child's
+    bind, an outgoing connection (the services open dozens) may take that very port
+    as its local end, and keep it: the child then fails to listen, again at each
+    restart. Outgoing connections never take a port below the ephemeral range.
+    """
+    rng = rng or random.SystemRandom()
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = rng.randrange(10_000, low) if low > 10_100 else 0
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            chosen: int = sock.getsockname()[1]
+        _handed_out.add(chosen)
+        return chosen
+    raise UpError("found no free port to listen on")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49_152  # IANA's dynamic range, the default elsewhere
 
 
 # ============================================================================ supervisor
@@ -967,7 +996,7 @@ class Up:
         if settings.bootstrap_servers:
             self.endpoints.bootstrap_servers = settings.bootstrap_servers
         else:
-            port = _free_port()
+            port = listen_port()
             self.endpoints.bootstrap_servers = f"127.0.0.1:{port}"
             sup.start(
                 ProcessSpec(
@@ -985,7 +1014,7 @@ class Up:
         if settings.registry and _has_registry():
             # Before the services: each registers its events' schemas as it starts, and
             # would not start without the registry.
-            port = _free_port()
+            port = listen_port()
             sup.start(
                 ProcessSpec(
                     "registry",
@@ -998,7 +1027,7 @@ class Up:
             await self._ready("registry", timeout_s=60)
             self.endpoints.registry = f"http://127.0.0.1:{port}"
         for service in self.services:
-            api_port, metrics_port = _free_port(), _free_port()
+            api_port, metrics_port = listen_port(), listen_port()
             self.endpoints.metrics[service.name] = f"http://127.0.0.1:{metrics_port}"
             if service.api_port is not None:
                 self.endpoints.api[service.name] = f"http://127.0.0.1:{api_port}"
@@ -1225,7 +1254,7 @@ class Up:
         while 1 + len(extra) < desired:
             self._replicas_started += 1
             name = f"{service.name}.{self._replicas_started}"
-            self.supervisor.start(self._service_spec(service, name, _free_port(), _free_port()))
+            self.supervisor.start(self._service_spec(service, name, listen_port(), listen_port()))
             extra.append(name)
         surplus = extra[max(desired - 1, 0) :]
         if surplus:
