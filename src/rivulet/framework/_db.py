@@ -216,9 +216,7 @@ class SqliteDatabase(Database):
         # asynchronously; the loop runs on.
         async with self._lock:
             if self._checkpointer is not None:
-                await _uncancellable(
-                    asyncio.to_thread(_checkpoint, self._checkpointer, "RESTART")
-                )
+                await _uncancellable(asyncio.to_thread(_checkpoint, self._checkpointer, "RESTART"))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlTransaction]:
