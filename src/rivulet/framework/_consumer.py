@@ -235,14 +235,14 @@ class PartitionRunner:
         if self.draining and not self.running:
             self.quiet.set()
 
-    def settle(self) -> int:
-        """Drop done records from the front; how many left."""
+    def settle(self) -> None:
+        """Drop done records from the front; the owner counts them toward its next commit."""
         unfinished = self.unfinished
         count = 0
         while unfinished and unfinished[0].done:
             unfinished.popleft()
             count += 1
-        return count
+        self.owner.uncommitted += count
 
     @property
     def in_flight(self) -> int:
@@ -316,7 +316,7 @@ class GroupConsumer:
         self._pauses: Pauses = Pauses()
         self._commit_policy = CommitPolicy(interval_ms=settings.commit_interval_ms)
         self._last_commit_ms = clock_ms()
-        self._uncommitted = 0
+        self.uncommitted = 0  # records done since the last commit (runners add to it)
         self._last_lag = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.assigned = asyncio.Event()
@@ -333,7 +333,7 @@ class GroupConsumer:
     def _settle(self) -> None:
         # Done records leave their partitions' queues here, once per loop turn.
         for runner in self._runners.values():
-            self._uncommitted += runner.settle()
+            runner.settle()
 
     @property
     def paused(self) -> set[TopicPartition]:
@@ -415,7 +415,7 @@ class GroupConsumer:
         pauses = self._pauses
         any_paused = pauses.any()
         # Runs for every record: the runner is looked up once per run of records from
-        # the same partition, and the record is built positionally, in line.
+        # the same partition.
         last: TopicPartition | None = None
         runner: PartitionRunner | None = None
         for message in messages:
@@ -436,17 +436,7 @@ class GroupConsumer:
                 # Fetched before the rewind: fetch again from the held record once due.
                 self._seek(last, runner.next_offset)
                 continue
-            kind, timestamp = message.timestamp()
-            record = ConsumedRecord(
-                topic,
-                partition,
-                message.offset(),
-                timestamp,  # timestamp_ms
-                message.key(),
-                message.value(),
-                message.headers() or (),
-                _TIMESTAMP_TYPES.get(kind, "CreateTime"),  # timestamp_type
-            )
+            record = to_record(message)
             if topic in retry_topics:
                 wait_ms = backoff_remaining_ms(record, now_ms)
                 if wait_ms > 0:
@@ -492,8 +482,10 @@ class GroupConsumer:
         if self._pauses.remove(key, reason) and key in self._runners:
             self._consumer.resume([confluent_kafka.TopicPartition(*key)])
 
-    def _check_flow(self) -> None:
-        decision = self._flow.update(self.in_flight, now_ms=self._clock_ms())
+    def _check_flow(self, in_flight: int | None = None) -> None:
+        if in_flight is None:
+            in_flight = self.in_flight
+        decision = self._flow.update(in_flight, now_ms=self._clock_ms())
         if decision is not None:
             self._apply_flow(decision)
 
@@ -522,12 +514,12 @@ class GroupConsumer:
     def _maybe_commit(self, *, force: bool = False) -> None:
         now_ms = self._clock_ms()
         if not force and not self._commit_policy.due(
-            now_ms=now_ms, last_ms=self._last_commit_ms, pending=self._uncommitted
+            now_ms=now_ms, last_ms=self._last_commit_ms, pending=self.uncommitted
         ):
             return
         offsets = self._positions(list(self._runners))
         self._last_commit_ms = now_ms
-        self._uncommitted = 0
+        self.uncommitted = 0
         if offsets:
             try:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
@@ -642,7 +634,7 @@ class GroupConsumer:
             while not stopping.is_set():
                 in_flight = self.in_flight
                 if self._flow.paused:
-                    self._check_flow()
+                    self._check_flow(in_flight)
                 room = min(_BATCH, self._flow.room(in_flight))
                 waiting = sum(runner.waiting for runner in self._runners.values())
                 if waiting >= _BATCH * max(1, len(self._runners)):

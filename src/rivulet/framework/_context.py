@@ -213,21 +213,18 @@ class Context:
         is confirmed by the broker (or, in an idempotent handler, stored in the outbox
         with the handler's transaction). Returns the new event's id.
         """
-        envelope = self._envelope
+        cause_id = self._envelope.id
         index = self._published
         self._published = index + 1
-        trace = self._trace
-        if trace is None:
-            trace = self._trace = self._encoder.trace_for(envelope.traceparent)
         # Positional: this runs for every event a handler publishes.
         built = self._encoder.build_with(
             event,
             topic,
             key,
-            derived_event_id(self.group, envelope.id, index),  # event_id
-            envelope.correlation_id or envelope.id,  # correlation_id
-            envelope.id,  # causation_id
-            trace,  # traceparent
+            derived_event_id(self.group, cause_id, index),  # event_id
+            self.correlation_id,
+            cause_id,  # causation_id
+            self.traceparent,
             headers,
         )
         if self._transaction is not None:

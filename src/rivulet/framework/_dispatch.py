@@ -127,21 +127,13 @@ def decode(record: ConsumedRecord, route: Route, encoder: EventEncoder) -> Decod
     Raises a :class:`~rivulet.framework.DecodeError` subclass for records to dead-letter.
     """
     envelope = decode_envelope(record)
-    # Runs for every record: the common case (a known type, the default content type)
-    # takes plain dictionary lookups; resolve() and decoder_for() handle the rest.
-    found = route.by_type.get(envelope.type) if envelope.type is not None else None
+    found = route.resolve(envelope.type)
     if found is None:
-        found = route.resolve(envelope.type)
-        if found is None:
-            return None
+        return None
     spec, model = found
     value = record.value
     if value is None:
         raise InvalidPayloadError("record has no value (a tombstone), so it is not an event")
-    content_type = envelope.content_type
-    if content_type is None or content_type == encoder.default_content_type:
-        serializer = encoder.default
-    else:
-        serializer = encoder.decoder_for(content_type)
+    serializer = encoder.decoder_for(envelope.content_type)
     event = serializer.decode(value, model, topic=route.topic)
     return Decoded(spec, event, envelope)

@@ -133,9 +133,7 @@ class Metrics:
         self._add(("rivulet_records_skipped", group, topic, reason))
 
     def published(self, topic: str, count: int = 1) -> None:
-        key = ("rivulet_published", topic)
-        counters = self._counters
-        counters[key] = counters.get(key, 0) + count
+        self._add(("rivulet_published", topic), count)
 
     def in_flight(self, group: str, count: int) -> None:
         self._gauges[("rivulet_records_in_flight", group)] = count

@@ -56,7 +56,6 @@ class EventEncoder:
             raise ConfigurationError("an app needs at least one serializer")
         self.source = source
         self.default = serializers[0]
-        self.default_content_type = self.default.content_type
         self._by_type = {s.content_type: s for s in serializers}
         self._clock_ms = clock_ms
         self._random_bits = random_bits
