@@ -214,26 +214,38 @@ async def test_rewritten_placeholders_reach_postgres_correctly(postgres_url: str
 async def test_sqlite_checkpoints_off_the_loop_and_empties_the_log_at_close(
     tmp_path: Path,
 ) -> None:
-    # SQLite's automatic checkpoint (an fsync inside COMMIT) is off; the database's own
-    # checkpointer copies the log back every few hundred commits, so the log is reused
-    # instead of growing with every commit, and is empty once the database is closed.
+    # SQLite's automatic checkpoint (an fsync inside COMMIT) is off: commits made
+    # without yielding to the loop all stay in the log. The database's own checkpointer
+    # copies the log back, between transactions, once the loop runs it, so the log is
+    # then reused instead of growing; it is empty once the database is closed.
     path = tmp_path / "busy.db"
     wal = tmp_path / "busy.db-wal"
     db = SqliteDatabase(path)
     await db.open()
-    commits = 3_000
+
+    def frames() -> int:
+        return wal.stat().st_size // (4096 + 24)
+
+    async def commit(n: int) -> None:
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO t VALUES (?, ?)", (n, "x" * 200))
+
     try:
         async with db.transaction() as tx:
             await tx.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, payload TEXT)")
-        for n in range(commits):
-            async with db.transaction() as tx:
-                await tx.execute("INSERT INTO t VALUES (?, ?)", (n, "x" * 200))
+        for n in range(1_200):  # no await that yields: no checkpoint can run
+            await commit(n)
+        assert frames() >= 1_200, "a COMMIT checkpointed on the loop"
+        for _ in range(100):  # now the checkpointer runs
+            await asyncio.sleep(0.01)
+        for n in range(1_200, 3_000):
+            await commit(n)
             if n % 100 == 0:
-                await asyncio.sleep(0.001)  # let a finished checkpoint be noticed
-        frames = wal.stat().st_size // (4096 + 24)
-        assert 0 < frames < commits // 2, f"{frames} frames in the log after {commits} commits"
+                await asyncio.sleep(0.001)
+        # Without checkpoints the log would hold over 3,000 frames by now.
+        assert frames() < 2_000, f"{frames()} frames in the log after 3,000 commits"
     finally:
         await db.close()
     assert wal.stat().st_size == 0 if wal.exists() else True
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM t").fetchone() == (commits,)
+        assert conn.execute("SELECT COUNT(*) FROM t").fetchone() == (3_000,)
