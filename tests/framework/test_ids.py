@@ -87,6 +87,38 @@ def test_new_traceparent_is_always_valid(trace_bits: int, span_bits: int) -> Non
     assert TraceParent.parse(parent.header()) == parent
 
 
+# Bits with zero ids among them, which both forms must bump to valid ones.
+TRACE_BITS = st.one_of(st.just(0), st.just(1 << 128), st.integers(0, (1 << 200) - 1))
+SPAN_BITS = st.one_of(st.just(0), st.just(1 << 64), st.integers(0, (1 << 80) - 1))
+
+
+@given(TRACE_BITS, SPAN_BITS)
+def test_new_header_is_the_header_of_new(trace_bits: int, span_bits: int) -> None:
+    assert TraceParent.new_header(trace_bits, span_bits) == (
+        TraceParent.new(trace_bits, span_bits).header()
+    )
+
+
+HEX = "0123456789abcdef"
+TRACEPARENTS = st.one_of(
+    st.builds(
+        "{}-{}-{}-{}".format,
+        st.text(HEX, min_size=2, max_size=2),
+        st.text(HEX, min_size=32, max_size=32) | st.just("0" * 32),
+        st.text(HEX, min_size=16, max_size=16) | st.just("0" * 16),
+        st.text(HEX, min_size=2, max_size=2),
+    ),
+    st.text(max_size=60),
+)
+
+
+@given(TRACEPARENTS, SPAN_BITS)
+def test_child_header_is_the_header_of_parse_then_child(parent: str, span_bits: int) -> None:
+    parsed = TraceParent.parse(parent)
+    expected = None if parsed is None else parsed.child(span_bits).header()
+    assert TraceParent.child_header(parent, span_bits) == expected
+
+
 _DERIVED_NAMESPACE = uuid.UUID("6f1c1c2e-8d43-4f7a-9b0e-1f6a1c3c9a51")
 
 

@@ -117,9 +117,8 @@ class Context:
         "record",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - positional for the per-record path; keywords work too
         self,
-        *,
         group: str,
         record: ConsumedRecord,
         envelope: Envelope,

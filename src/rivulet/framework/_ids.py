@@ -112,6 +112,10 @@ def parse_ce_time(text: str) -> int | None:
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+# The whole of a 55-character traceparent, for the per-record path (no groups to build).
+_TRACEPARENT_55 = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_MASK_128 = (1 << 128) - 1
+_MASK_64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,13 +147,13 @@ class TraceParent:
     @classmethod
     def new(cls, trace_bits: int, span_bits: int) -> TraceParent:
         """Start a new sampled trace from random bits (zero ids are invalid, so they are bumped)."""
-        trace = (trace_bits & ((1 << 128) - 1)) or 1
-        span = (span_bits & ((1 << 64) - 1)) or 1
+        trace = (trace_bits & _MASK_128) or 1
+        span = (span_bits & _MASK_64) or 1
         return cls(f"{trace:032x}", f"{span:016x}")
 
     def child(self, span_bits: int) -> TraceParent:
         """The context of a span started inside this one."""
-        span = (span_bits & ((1 << 64) - 1)) or 1
+        span = (span_bits & _MASK_64) or 1
         return TraceParent(self.trace_id, f"{span:016x}", self.flags)
 
     def header(self) -> str:
@@ -158,23 +162,28 @@ class TraceParent:
 
     @staticmethod
     def new_header(trace_bits: int, span_bits: int) -> str:
-        """``TraceParent.new(trace_bits, span_bits).header()``, without the object."""
-        trace = (trace_bits & ((1 << 128) - 1)) or 1
-        span = (span_bits & 0xFFFF_FFFF_FFFF_FFFF) or 1
-        # bytes.hex is several times cheaper than formatting 128-bit ints with :032x.
-        digits = ((trace << 64) | span).to_bytes(24, "big").hex()
-        return f"00-{digits[:32]}-{digits[32:]}-01"
+        """``TraceParent.new(trace_bits, span_bits).header()``, without the object.
+
+        Runs for every handled event that starts a trace: the ids are hexed from one
+        24-byte string (formatting 128-bit ints with ``:032x`` costs several times more).
+        """
+        digits = (((trace_bits & _MASK_128) << 64) | (span_bits & _MASK_64)).to_bytes(24).hex()
+        trace, span = digits[:32], digits[32:]
+        if trace == _ZERO_TRACE or span == _ZERO_SPAN:  # zero ids are invalid: bump them
+            return TraceParent.new(trace_bits, span_bits).header()
+        return f"00-{trace}-{span}-01"
 
     @staticmethod
     def child_header(parent: str, span_bits: int) -> str | None:
         """``TraceParent.parse(parent).child(span_bits).header()``, without the objects.
 
-        ``None`` when ``parent`` is not a valid version-00 ``traceparent``. Runs for
-        every handled event that publishes.
+        ``None`` when ``parent`` is not a valid ``traceparent`` of the version-00 shape.
+        Runs for every handled event that publishes.
         """
-        if len(parent) != 55 or _TRACEPARENT.match(parent) is None:
+        if _TRACEPARENT_55.fullmatch(parent) is None or parent.startswith("ff"):
             return None
-        if parent.startswith("ff") or parent[3:35] == _ZERO_TRACE or parent[36:52] == _ZERO_SPAN:
+        if parent[3:35] == _ZERO_TRACE or parent[36:52] == _ZERO_SPAN:
             return None
-        span = (span_bits & 0xFFFF_FFFF_FFFF_FFFF) or 1
-        return f"{parent[:36]}{span.to_bytes(8, 'big').hex()}{parent[52:]}"
+        span = (span_bits & _MASK_64) or 1
+        # Version 00 whatever the parent's: a context is passed on in the version we speak.
+        return f"00-{parent[3:36]}{span.to_bytes(8).hex()}{parent[52:]}"

@@ -157,7 +157,6 @@ class Processor:
         self._deadlines: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._parked: dict[str, dict[bytes | None, str | None]] = {}
 
     def forget_parking(self) -> None:
@@ -273,29 +272,22 @@ class Processor:
     ) -> None:
         # Runs for every record: one coroutine for context, span, time limit and call.
         spec = decoded.spec
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
+        task = asyncio.current_task()
         assert task is not None
         timeout = spec.timeout_s or self._default_timeout_s
-        self._deadlines[task] = loop.time() + timeout
-        if self._watchdog is None or self._watchdog.done():
-            self._watchdog = loop.create_task(self._watch(), name=f"rivulet-watchdog-{self.group}")
+        self._deadlines[task] = self._monotonic() + timeout
+        watchdog = self._watchdog
+        if watchdog is None or watchdog.done():
+            self._watchdog = asyncio.get_running_loop().create_task(
+                self._watch(), name=f"rivulet-watchdog-{self.group}"
+            )
         span: AbstractContextManager[str | None] = _NO_SPAN
         if self._tracing is not None:
             span = self._tracing.process(record, decoded.envelope, self.group, spec.name)
         try:
             with span as trace:
                 ctx = Context(
-                    group=self.group,
-                    record=record,
-                    envelope=decoded.envelope,
-                    encoder=self._encoder,
-                    sink=sink,
-                    transaction=tx,
-                    attempt=delivery,
-                    traceparent=trace,
+                    self.group, record, decoded.envelope, self._encoder, sink, tx, delivery, trace
                 )
                 try:
                     if spec.takes_context:
@@ -315,9 +307,8 @@ class Processor:
 
     async def _watch(self) -> None:
         # Cancels handler calls past their deadline; ends when none is running.
-        loop = asyncio.get_running_loop()
         while self._deadlines:
-            now = loop.time()
+            now = self._monotonic()
             for task, deadline in list(self._deadlines.items()):
                 if deadline <= now and task not in self._expired:
                     self._expired.add(task)
