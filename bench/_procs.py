@@ -59,6 +59,12 @@ class Server:
                 f"{self.name} exited with status {code}; its log ends with:\n{self.tail()}"
             )
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system, all threads) the server has used so far (Linux)."""
+        # The fields after the command name, which is in parentheses and may hold spaces.
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
     def port_open(self, port: int) -> bool:
         """Whether the server accepts TCP connections on 127.0.0.1:``port`` (raises if it died)."""
         self.check_alive()

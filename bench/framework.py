@@ -6,11 +6,11 @@ The work (issue 4): consume JSON events of ~220 bytes, validate each into a type
 pydantic model, run a trivial handler that publishes one event, commit. A
 ``rivulet broker`` process (durable storage) holds one input topic of one partition,
 filled with ``--events`` events beforehand (with CloudEvents headers, which the peers
-ignore). Then, round after round, each framework runs in a process of its own, as a
-fresh consumer group with a fresh output topic, and reports the seconds from its first
-event to the end of its graceful stop, which includes the confirmation of every
-published event and the final offset commit. Medians per framework and Rivulet's
-ratios are printed. Figures, not a test.
+ignore). Then, round after round (in alternating order), each framework runs in a
+process of its own, as a fresh consumer group with a fresh output topic, and reports
+the seconds from its first event to the end of its graceful stop, which includes the
+confirmation of every published event and the final offset commit. Medians per
+framework and Rivulet's ratios are printed. Figures, not a test.
 
 Each framework is written the way its documentation shows:
 
@@ -28,6 +28,14 @@ FastStream and Quix Streams pin versions of confluent-kafka and pydantic other t
 Rivulet's, so they run from their own virtual environment, ``.bench/framework-peers``,
 which this benchmark creates on first use (from PyPI, before anything is timed).
 
+``--instructions`` instead counts the instructions each framework executes per event,
+with valgrind's cachegrind: every framework runs twice under valgrind, for a quarter of
+``--instr-events`` and for all of them, and the difference between the two counts,
+divided by the difference in events, leaves out start-up and shutdown. Unlike rates
+and CPU times on a shared machine, these counts repeat to within a few per cent; they
+do not see cache misses, so they complement the timed rounds rather than replace them.
+FastStream is slow under valgrind (minutes per run); ``--systems rivulet,quix`` skips it.
+
 ``--codec`` instead measures the JSON codec choices of
 docs/decisions/0005-framework-json-codec.md.
 """
@@ -40,6 +48,8 @@ import asyncio
 import importlib
 import json
 import os
+import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -49,9 +59,14 @@ import time
 import timeit
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # Not at run time: the workers run this file in the peers' environment.
+    from bench._systems import KafkaProtocolSystem
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / ".bench" / "framework-peers"
@@ -103,7 +118,38 @@ def confirm(order: Any, output: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- workers
-# Each runs in its own process and prints {"records": N, "seconds": S} on stdout.
+# Each runs in its own process and prints its Stopwatch's figures as one JSON line.
+
+
+class Stopwatch:
+    """Counts a worker's events and what they cost, from the first event on."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._t0 = 0.0
+        self._usage0: Any = None
+
+    def tick(self) -> int:
+        """Count one event (the first starts the clock); the count so far."""
+        if not self.count:
+            self._t0 = time.perf_counter()
+            self._usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        self.count += 1
+        return self.count
+
+    def figures(self) -> dict[str, float]:
+        """Events, seconds, and the process's CPU time and context switches (all threads)."""
+        seconds = time.perf_counter() - self._t0
+        now = resource.getrusage(resource.RUSAGE_SELF)
+        then = self._usage0 or now
+        return {
+            "records": self.count,
+            "seconds": seconds,
+            "cpu_seconds": now.ru_utime - then.ru_utime + now.ru_stime - then.ru_stime,
+            "system_seconds": now.ru_stime - then.ru_stime,
+            "voluntary_switches": now.ru_nvcsw - then.ru_nvcsw,
+            "involuntary_switches": now.ru_nivcsw - then.ru_nivcsw,
+        }
 
 
 def worker_rivulet(args: argparse.Namespace) -> dict[str, float]:
@@ -111,16 +157,13 @@ def worker_rivulet(args: argparse.Namespace) -> dict[str, float]:
 
     order_placed, order_confirmed = models(Event)
     app = App("bench-rivulet")
-    state = {"count": 0, "t0": 0.0, "cpu0": 0.0}
+    watch = Stopwatch()
 
     @app.handler(args.topic, group=args.group)
     async def handle(event: order_placed, ctx: Context) -> None:  # type: ignore[valid-type]
-        if not state["count"]:
-            state["t0"] = time.perf_counter()
-            state["cpu0"] = time.process_time()
+        count = watch.tick()
         await ctx.publish(args.out, confirm(event, order_confirmed), key=ctx.key)
-        state["count"] += 1
-        if state["count"] == args.events:
+        if count == args.events:
             os.kill(os.getpid(), signal.SIGTERM)  # a graceful stop, as in production
 
     settings = Settings(
@@ -131,11 +174,7 @@ def worker_rivulet(args: argparse.Namespace) -> dict[str, float]:
         log_level="WARNING",
     )
     app.run(settings)  # what `rivulet run` does: until SIGTERM, then a graceful stop
-    return {
-        "records": state["count"],
-        "seconds": time.perf_counter() - state["t0"],
-        "cpu_seconds": time.process_time() - state["cpu0"],
-    }
+    return watch.figures()
 
 
 def worker_faststream(args: argparse.Namespace, *, ack: bool) -> dict[str, float]:
@@ -147,17 +186,13 @@ def worker_faststream(args: argparse.Namespace, *, ack: bool) -> dict[str, float
     order_placed, order_confirmed = models(BaseModel)
     broker = faststream_kafka.KafkaBroker(args.bootstrap, logger=None)
     done = asyncio.Event()
-    state = {"count": 0, "t0": 0.0, "cpu0": 0.0}
+    watch = Stopwatch()
     options: dict[str, Any] = {"group_id": args.group, "auto_offset_reset": "earliest"}
     if ack:
         options["ack_policy"] = faststream.AckPolicy.ACK
 
     async def handle(event: order_placed) -> order_confirmed:  # type: ignore[valid-type]
-        if not state["count"]:
-            state["t0"] = time.perf_counter()
-            state["cpu0"] = time.process_time()
-        state["count"] += 1
-        if state["count"] == args.events:
+        if watch.tick() == args.events:
             done.set()
         return confirm(event, order_confirmed)  # type: ignore[no-any-return]
 
@@ -172,11 +207,7 @@ def worker_faststream(args: argparse.Namespace, *, ack: bool) -> dict[str, float
             await broker.stop()
 
     asyncio.run(main())
-    return {
-        "records": state["count"],
-        "seconds": time.perf_counter() - state["t0"],
-        "cpu_seconds": time.process_time() - state["cpu0"],
-    }
+    return watch.figures()
 
 
 def worker_quix(args: argparse.Namespace) -> dict[str, float]:
@@ -192,26 +223,19 @@ def worker_quix(args: argparse.Namespace) -> dict[str, float]:
     )
     source = app.topic(args.topic, value_deserializer="json")
     sink = app.topic(args.out, value_serializer="json")
-    state = {"count": 0, "t0": 0.0, "cpu0": 0.0}
+    watch = Stopwatch()
 
     def handle(value: dict[str, Any]) -> dict[str, Any]:
-        if not state["count"]:
-            state["t0"] = time.perf_counter()
-            state["cpu0"] = time.process_time()
+        count = watch.tick()
         confirmed = confirm(order_placed.model_validate(value), order_confirmed)
-        state["count"] += 1
-        if state["count"] == args.events:
+        if count == args.events:
             app.stop()
         result: dict[str, Any] = confirmed.model_dump(mode="json")
         return result
 
     app.dataframe(source).apply(handle).to_topic(sink)
     app.run()
-    return {
-        "records": state["count"],
-        "seconds": time.perf_counter() - state["t0"],
-        "cpu_seconds": time.process_time() - state["cpu0"],
-    }
+    return watch.figures()
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -222,7 +246,9 @@ def run_worker(args: argparse.Namespace) -> int:
     else:
         result = worker_faststream(args, ack=args.worker == "faststream-ack")
     print(json.dumps(result), flush=True)
-    return 0 if result["records"] == args.events else 1
+    # A stop lets started work finish, so a framework may handle a few records more than
+    # asked when the topic holds more (the --instructions runs): they count too.
+    return 0 if result["records"] >= args.events else 1
 
 
 # --------------------------------------------------------------------------- the run
@@ -275,45 +301,158 @@ def fill(bootstrap: str, topic: str, events: int) -> None:
         raise RuntimeError("the input events were not all acknowledged")
 
 
-def measure(
-    system: str, python: Path, bootstrap: str, topic: str, events: int, workdir: Path
-) -> tuple[float, float]:
-    """One timed run of ``system``: events per second, and CPU microseconds per event.
-
-    The CPU time is the framework process's (all its threads), from its first event to
-    the end of its graceful stop. On a shared machine it varies less than the rate,
-    because time the process waits for a CPU is not counted.
-    """
+def run_worker_process(
+    system: str,
+    python: Path,
+    bootstrap: str,
+    topic: str,
+    events: int,
+    workdir: Path,
+    *,
+    wrapper: tuple[str, ...] = (),
+    timeout_s: float = 1800,
+) -> dict[str, Any]:
+    """Run one worker process of ``system`` (under ``wrapper``, if any); its result line."""
     run_id = uuid.uuid4().hex[:8]
     argv = [
-        str(python), str(Path(__file__).resolve()), "--worker", system,
+        *wrapper, str(python), str(Path(__file__).resolve()), "--worker", system,
         "--bootstrap", bootstrap, "--topic", topic, "--out", f"out-{system}-{run_id}",
         "--group", f"{system}-{run_id}", "--events", str(events),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") if system == "rivulet" else ""}
     done = subprocess.run(
-        argv, capture_output=True, text=True, env=env, cwd=workdir, timeout=1800, check=False
+        argv, capture_output=True, text=True, env=env, cwd=workdir, timeout=timeout_s, check=False
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{system} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    result = json.loads(lines[-1])
-    cpu_us = float(result["cpu_seconds"]) / float(result["records"]) * 1e6
-    return float(result["records"]) / float(result["seconds"]), cpu_us
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One timed run of one framework."""
+
+    rate: float
+    """Events per second, from the first event to the end of the graceful stop."""
+    cpu_us: float
+    """The framework process's CPU microseconds per event (all its threads, same span).
+    On a shared machine it varies less than the rate: time spent waiting for a CPU is
+    not counted."""
+    system_us: float
+    """Of ``cpu_us``, the time spent in the kernel (system calls, thread wake-ups)."""
+    switches: float
+    """Context switches of the framework process per 1,000 events (a thread waking
+    another, or waiting, costs a switch; cachegrind's instruction count misses them)."""
+    broker_cpu_us: float
+    """The broker's CPU microseconds per event over the worker's whole life (start-up,
+    group join and stop included): on one machine the broker shares the cores, so
+    requests a framework makes cost it rate too."""
+
+
+def measure(
+    system: str, python: Path, broker: "KafkaProtocolSystem", topic: str, events: int, workdir: Path
+) -> Sample:
+    """One timed run of ``system`` against ``broker``."""
+    broker_cpu = broker.server.cpu_seconds()
+    result = run_worker_process(system, python, broker.bootstrap, topic, events, workdir)
+    broker_cpu = broker.server.cpu_seconds() - broker_cpu
+    records = float(result["records"])
+    return Sample(
+        rate=records / float(result["seconds"]),
+        cpu_us=float(result["cpu_seconds"]) / records * 1e6,
+        system_us=float(result["system_seconds"]) / records * 1e6,
+        switches=(result["voluntary_switches"] + result["involuntary_switches"]) / records * 1e3,
+        broker_cpu_us=broker_cpu / records * 1e6,
+    )
+
+
+def count_instructions(
+    system: str, python: Path, bootstrap: str, topic: str, events: int, workdir: Path
+) -> tuple[int, int]:
+    """Instructions one worker process of ``system`` executed, and the records it handled."""
+    out = workdir / f"cachegrind-{system}-{uuid.uuid4().hex[:8]}.out"
+    valgrind = (
+        "valgrind", "--tool=cachegrind", "--cache-sim=no", "--branch-sim=no",
+        f"--cachegrind-out-file={out}",
+    )  # fmt: skip
+    result = run_worker_process(
+        system, python, bootstrap, topic, events, workdir, wrapper=valgrind, timeout_s=3600
+    )
+    # The output file's "summary:" line holds the totals of its events (here only Ir).
+    for line in out.read_text().splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1]), int(result["records"])
+    raise RuntimeError(f"no summary line in {out}")
+
+
+def chosen_systems(spec: str) -> dict[str, Path] | None:
+    """The systems named in ``--systems``, in order, each with the interpreter it runs on.
+
+    Rivulet runs on this one, the peers on their own environment's (created on first
+    use). ``None`` (after saying why) when a name is unknown.
+    """
+    systems = [s for s in spec.split(",") if s]
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        print(f"unknown systems {sorted(unknown)}; choose from {', '.join(SYSTEMS)}")
+        return None
+    peers = ensure_peers() if set(systems) - {"rivulet"} else Path(sys.executable)
+    return {s: Path(sys.executable) if s == "rivulet" else peers for s in systems}
+
+
+def run_instructions(args: argparse.Namespace) -> int:
+    """Print the instructions per event of each framework (see the module docstring)."""
+    from bench._systems import rivulet_broker  # noqa: PLC0415
+
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (./dev bench installs it)")
+        return 2
+    if args.instr_events < 40:
+        # The smaller run takes a quarter; a worker asked for no event would never stop.
+        print(f"--instr-events must be at least 40, not {args.instr_events}")
+        return 2
+    pythons = chosen_systems(args.systems)
+    if pythons is None:
+        return 2
+    many = args.instr_events
+    few = many // 4
+    per_event: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="rivulet-bench-instructions-") as tmp:
+        workdir = Path(tmp)
+        with rivulet_broker(Path(sys.executable).parent / "rivulet", workdir, None) as broker:
+            topic = f"orders-{uuid.uuid4().hex[:8]}"
+            broker.create_topic(topic, 1)
+            fill(broker.bootstrap, topic, many)
+            for system, python in pythons.items():
+                (small, small_records), (large, large_records) = (
+                    count_instructions(system, python, broker.bootstrap, topic, n, workdir)
+                    for n in (few, many)
+                )
+                if large_records <= small_records:
+                    print(f"{system}: the smaller run handled every event; raise --instr-events")
+                    return 1
+                per_event[system] = (large - small) / (large_records - small_records)
+                print(f"{system:<15} {per_event[system]:>12,.0f} instructions/event", flush=True)
+    print()
+    print(f"instructions per event, from runs of {few} and {many} events under cachegrind")
+    print(f"{'framework':<15} {'instructions':>12}  {'Rivulet uses':>12}")
+    for system, count in per_event.items():
+        ratio = per_event.get("rivulet", 0.0) / count if system != "rivulet" else 1.0
+        print(f"{system:<15} {count:>12,.0f}  {ratio:>11.2f}x")
+    return 0
 
 
 def run_comparison(args: argparse.Namespace) -> int:
     from bench._systems import rivulet_broker  # noqa: PLC0415
 
-    systems = [s for s in args.systems.split(",") if s]
-    unknown = set(systems) - set(SYSTEMS)
-    if unknown:
-        print(f"unknown systems {sorted(unknown)}; choose from {', '.join(SYSTEMS)}")
+    pythons = chosen_systems(args.systems)
+    if pythons is None:
         return 2
-    peers = ensure_peers() if set(systems) - {"rivulet"} else None
+    systems = list(pythons)
     rivulet_exe = Path(sys.executable).parent / "rivulet"
-    results: dict[str, list[float]] = {s: [] for s in systems}
-    cpu: dict[str, list[float]] = {s: [] for s in systems}
+    samples: dict[str, list[Sample]] = {s: [] for s in systems}
     with tempfile.TemporaryDirectory(prefix="rivulet-bench-framework-") as tmp:
         workdir = Path(tmp)
         with rivulet_broker(rivulet_exe, workdir, None) as broker:
@@ -325,37 +464,43 @@ def run_comparison(args: argparse.Namespace) -> int:
                 f"filled {topic} with {args.events} events in {time.perf_counter() - started:.1f} s"
             )
             for round_no in range(1, args.rounds + 1):
-                for system in systems:
-                    python = Path(sys.executable) if system == "rivulet" else peers
-                    assert python is not None
-                    rate, cpu_us = measure(
-                        system, python, broker.bootstrap, topic, args.events, workdir
-                    )
-                    results[system].append(rate)
-                    cpu[system].append(cpu_us)
+                # Alternate the order, so that no framework always runs first (or last)
+                # in a round, when the machine may be in a different state.
+                order = systems if round_no % 2 else systems[::-1]
+                for system in order:
+                    sample = measure(system, pythons[system], broker, topic, args.events, workdir)
+                    samples[system].append(sample)
                     print(
-                        f"round {round_no}: {system:<15} {rate:>10,.0f} events/s"
-                        f"  {cpu_us:6.1f} us CPU/event",
+                        f"round {round_no}: {system:<15} {sample.rate:>10,.0f} events/s"
+                        f"  {sample.cpu_us:6.1f} us CPU/event ({sample.system_us:4.1f} system)"
+                        f"  {sample.switches:5.0f} switches/1k events"
+                        f"  broker {sample.broker_cpu_us:5.1f} us/event",
                         flush=True,
                     )
     print()
     print(f"{args.events} events of ~220 bytes, 1 partition, median of {args.rounds} rounds")
     print(
         f"{'framework':<15} {'events/s':>10}  {'Rivulet is':>10}"
-        f"  {'CPU us/event':>12}  {'Rivulet uses':>12}"
+        f"  {'CPU us/event':>12}  {'Rivulet uses':>12}  {'broker us':>9}"
     )
-    medians = {s: statistics.median(r) for s, r in results.items()}
-    cpu_medians = {s: statistics.median(c) for s, c in cpu.items()}
-    for system, rate in medians.items():
-        ratio = medians.get("rivulet", 0.0) / rate if system != "rivulet" else 1.0
-        cpu_us = cpu_medians[system]
-        cpu_ratio = cpu_medians.get("rivulet", 0.0) / cpu_us if system != "rivulet" else 1.0
-        print(f"{system:<15} {rate:>10,.0f}  {ratio:>9.2f}x  {cpu_us:>12.1f}  {cpu_ratio:>11.2f}x")
-    print("(Rivulet is: its rate over the peer's; Rivulet uses: its CPU per event over the peer's)")
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps({"events": args.events, "results": results, "cpu_us_per_event": cpu})
+    rates = {s: statistics.median(x.rate for x in r) for s, r in samples.items()}
+    cpus = {s: statistics.median(x.cpu_us for x in r) for s, r in samples.items()}
+    brokers = {s: statistics.median(x.broker_cpu_us for x in r) for s, r in samples.items()}
+    for system, rate in rates.items():
+        ratio = rates.get("rivulet", 0.0) / rate if system != "rivulet" else 1.0
+        cpu_us = cpus[system]
+        cpu_ratio = cpus.get("rivulet", 0.0) / cpu_us if system != "rivulet" else 1.0
+        print(
+            f"{system:<15} {rate:>10,.0f}  {ratio:>9.2f}x  {cpu_us:>12.1f}  {cpu_ratio:>11.2f}x"
+            f"  {brokers[system]:>9.1f}"
         )
+    print(
+        "(Rivulet is: its rate over the peer's; Rivulet uses: its CPU per event over the"
+        " peer's; broker us: the broker's CPU per event while that framework ran)"
+    )
+    if args.json:
+        figures = {s: [asdict(x) for x in r] for s, r in samples.items()}
+        Path(args.json).write_text(json.dumps({"events": args.events, "samples": figures}))
     return 0
 
 
@@ -411,6 +556,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default="rivulet,faststream,faststream-ack,quix")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
     parser.add_argument("--codec", action="store_true", help="measure the JSON codec choices")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions per event (valgrind)"
+    )
+    parser.add_argument(
+        "--instr-events", type=int, default=4_000, help="events of the larger valgrind run"
+    )
     parser.add_argument("--number", type=int, default=20_000, help="calls per codec timing")
     # The worker side (one framework, in its own process).
     parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
@@ -422,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.codec:
         run_codec(args.number)
         return 0
+    if args.instructions:
+        return run_instructions(args)
     return run_comparison(args)
 
 
