@@ -293,10 +293,16 @@ def _consume_until_stopped(
                 _emit("first", partition=partition, offset=message.offset())
 
 
+def _fill_limit_s(records: int) -> float:
+    """How long the fill may wait for its records to be acknowledged."""
+    return 60 + records / 10_000
+
+
 def _fill_worker(bootstrap: str, topic: str, records: int, size: int, partitions: int) -> None:
     """Produce ``records`` values evenly over the partitions; print records and seconds."""
     from confluent_kafka import Producer  # noqa: PLC0415
 
+    # librdkafka logs what it could not do (connect, a request timed out) on stderr.
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "1", **PRODUCER_SETTINGS})
     value = payload(size)
     failed: list[Any] = []
@@ -314,7 +320,11 @@ def _fill_worker(bootstrap: str, topic: str, records: int, size: int, partitions
             except BufferError:
                 producer.poll(0.01)
         producer.poll(0)
-    left = producer.flush(120)
+    # Flush in steps, saying how far it got, so that a broker that stops acknowledging
+    # shows in the benchmark's error message rather than as a silent wait.
+    deadline = time.monotonic() + _fill_limit_s(records)
+    while (left := producer.flush(5)) and time.monotonic() < deadline:
+        print(f"fill: {left} of {records} not yet acknowledged", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
     if left or failed:
         sys.exit(f"fill: {len(failed)} records failed, {left} unsent; first error {failed[:1]}")
@@ -587,8 +597,8 @@ class _Cluster:
         """Delete this run's topics (best effort) and let the client go before the broker."""
         if self.topics:
             with contextlib.suppress(Exception):
-                for future in self.admin.delete_topics(self.topics, operation_timeout=30).values():
-                    future.result(60)
+                for future in self.admin.delete_topics(self.topics, operation_timeout=10).values():
+                    future.result(15)
         self.admin = None
 
 
@@ -629,7 +639,20 @@ class Bench:
             size=opts.size,
             partitions=opts.partitions,
         )
-        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+        # A broker that stops acknowledging must end the run with the fill's story, not
+        # hang it: the fill's own flush gives up first, this is for a fill stuck elsewhere.
+        limit_s = _fill_limit_s(opts.records) + 30
+        try:
+            done = subprocess.run(
+                argv, cwd=ROOT, capture_output=True, text=True, check=False, timeout=limit_s
+            )
+        except subprocess.TimeoutExpired as exc:
+            self.cluster.check_alive()
+            raw: str | bytes = exc.stderr or b""  # bytes so far, whatever text= says
+            said = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+            raise BenchError(
+                f"filling {topic} did not end in {limit_s:.0f} s: {said.strip()[-2000:]}"
+            ) from None
         if done.returncode != 0:
             self.cluster.check_alive()
             raise BenchError(f"filling {topic} failed: {done.stderr.strip()[-2000:]}")
