@@ -210,7 +210,7 @@ class PartitionRunner:
             delivery = ready.popleft()
             self.waiting -= 1
             if owner.waiting_for_room and self.waiting == _REFILL_AT:
-                owner.refill()
+                owner.room.set()
             if self.draining:
                 continue  # left for the partition's next owner (the commit stops before it)
             self.running += 1
@@ -328,8 +328,6 @@ class GroupConsumer:
         # Set by a finishing record while the loop waits for room under the bound.
         self.room = asyncio.Event()
         self.waiting_for_room = False
-        # A fetch started by refill(), for the consumer loop to take its records from.
-        self._prefetch: asyncio.Future[list[Any]] | None = None
         self._pauses: Pauses = Pauses()
         self._commit_policy = CommitPolicy(interval_ms=settings.commit_interval_ms)
         self._last_commit_ms = clock_ms()
@@ -650,12 +648,13 @@ class GroupConsumer:
         )
         try:
             while not stopping.is_set():
-                prefetched = self._prefetch
-                if prefetched is not None:
-                    self._prefetch = None
-                    self._take(await prefetched)
-                    continue
-                room = self._room()
+                in_flight = self.in_flight
+                if self._flow.paused:
+                    self._check_flow(in_flight)
+                room = min(_BATCH, self._flow.room(in_flight))
+                waiting = sum(runner.waiting for runner in self._runners.values())
+                if waiting >= _BATCH * max(1, len(self._runners)):
+                    room = 0  # enough unstarted records; librdkafka holds the rest
                 if room == 0 and not self._flow.paused:
                     # Full: take nothing more until records complete or start (or the
                     # hold expires).
@@ -669,44 +668,16 @@ class GroupConsumer:
                     self._maybe_commit()
                     continue
                 # Paused partitions return nothing; the call still serves rebalances.
-                self._take(await loop.run_in_executor(self._thread, self._fetch, max(room, 1)))
+                messages = await loop.run_in_executor(self._thread, self._fetch, max(room, 1))
+                self._intake(messages)
+                self.producer.poll()
+                self._maybe_commit()
+                self._maybe_report_lag()
         except BaseException as exc:
             self.failure = exc
             raise
         finally:
             await self._shutdown()
-
-    def _room(self) -> int:
-        """How many records to fetch now; 0 when enough are held already."""
-        in_flight = self.in_flight
-        if self._flow.paused:
-            self._check_flow(in_flight)
-        waiting = sum(runner.waiting for runner in self._runners.values())
-        if waiting >= _BATCH * max(1, len(self._runners)):
-            return 0  # enough unstarted records; librdkafka holds the rest
-        return min(_BATCH, self._flow.room(in_flight))
-
-    def _take(self, messages: list[Any]) -> None:
-        self._intake(messages)
-        self.producer.poll()
-        self._maybe_commit()
-        self._maybe_report_lag()
-
-    def refill(self) -> None:
-        """A runner is half-way through its records: fetch more now, while it works.
-
-        The consumer loop runs only when the workers let the event loop go, and a worker
-        whose handlers never suspend keeps it until its batch is done. Left to the loop,
-        the next fetch would start only then, and the loop would sit idle through it
-        (about 2 ms a batch: the consumer thread's wake-up, the fetch, the hand-back).
-        Started here, it runs on the consumer thread while the worker goes on.
-        """
-        self.room.set()
-        if self._prefetch is not None or self._halting or self._flow.paused:
-            return
-        room = self._room()
-        if room and self._loop is not None:
-            self._prefetch = self._loop.run_in_executor(self._thread, self._fetch, room)
 
     def wake_for_stop(self) -> None:
         """Make a waiting :meth:`run` notice that it is stopping (call after setting it)."""
@@ -736,11 +707,6 @@ class GroupConsumer:
 
     async def _shutdown(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._prefetch is not None:
-            # Fetched, never handled: not committed either, so the next owner reads them.
-            with contextlib.suppress(Exception):
-                await self._prefetch
-            self._prefetch = None
         keys = list(self._runners)
         offsets = await self._revoked(keys) if keys else []
         await self.producer.flush(self._settings.shutdown_timeout_s)
