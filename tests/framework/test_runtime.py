@@ -343,3 +343,40 @@ async def test_a_stop_does_not_wait_out_an_idle_poll(kafka: KafkaHarness) -> Non
         # Once the stop was requested, no further poll began. (One may: the stop can land
         # between the consumer thread's check of the flag and the recorder's read of it.)
         assert sum(halting for _, halting in recorder.polls) <= 1
+
+
+async def test_a_handled_record_is_not_kept_while_its_publishes_are_confirmed(
+    kafka: KafkaHarness,
+) -> None:
+    # Once its handler has returned, a record's value and headers are let go; only its
+    # offset waits for the broker to confirm what the handler published. Records that
+    # one worker handles back to back see their predecessors in that state: the
+    # confirmations arrive only when the worker lets the event loop go.
+    app = App("releasing")
+    consumers: list[GroupConsumer] = []
+    kept: list[bool] = []  # per handled-but-unconfirmed record seen: still holds it?
+    handled = 0
+    total = 300
+
+    @app.handler("orders", publishes={"inventory": StockReserved})
+    async def reserve(event: OrderPlaced, ctx: Context) -> None:
+        nonlocal handled
+        for consumer in consumers:
+            for runner in consumer._runners.values():
+                kept.extend(
+                    delivery.record is not None
+                    for delivery in runner.line._entries
+                    if delivery.released and not delivery.done
+                )
+        await ctx.publish(
+            "inventory", StockReserved(order_id=event.order_id, qty=event.qty), key=ctx.key
+        )
+        handled += 1
+
+    async with kafka.run(app) as runtime:
+        consumers.extend(runtime.consumers)
+        orders = [(OrderPlaced(order_id=f"o-{n}", qty=n), f"o-{n}") for n in range(total)]
+        await kafka.publish_many("orders", orders)
+        await kafka.until(lambda: handled == total, what="every order handled")
+    assert kept, "no handled record was seen waiting for its publishes' confirmation"
+    assert not any(kept)
