@@ -16,49 +16,23 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
+
+from tests._broker_process import broker_process
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = 800  # --scale 0.0004 of 2,000,000
 # The run takes about 20 s; its fill gives up by itself after about 65 s.
 RUN_LIMIT_S = 120
-_LISTENING = re.compile(rb"listening on [^ ]+:(\d+)")
 # Every Python process of this test prints its threads' stacks when sent SIGABRT.
 _ENV = {**os.environ, "PYTHONFAULTHANDLER": "1"}
-
-
-@contextmanager
-def _broker(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, str]]:
-    """``rivulet broker`` (no initial rebalance delay) on a free port, its log in a file."""
-    log = tmp_path / "broker.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "rivulet.cli.main", "broker",
-                "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0",
-                "--group-initial-rebalance-delay-ms", "0",
-            ],
-            stdout=out, stderr=subprocess.STDOUT, env=_ENV,
-        )  # fmt: skip
-    try:
-        started = time.monotonic()
-        while (port := _LISTENING.search(log.read_bytes())) is None:
-            if process.poll() is not None or time.monotonic() - started > 30:
-                pytest.fail(f"the broker did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.05)
-        yield process, log, f"127.0.0.1:{int(port.group(1))}"
-    finally:
-        process.kill()
-        process.wait(30)
 
 
 def _overstayed(bench: subprocess.Popen[str], broker: subprocess.Popen[bytes], log: Path) -> str:
@@ -96,7 +70,9 @@ def _overstayed(bench: subprocess.Popen[str], broker: subprocess.Popen[bytes], l
 @pytest.mark.timeout(RUN_LIMIT_S + 120)
 def test_groups_benchmark_measures_throughput_and_failover(tmp_path: Path) -> None:
     result_file = tmp_path / "result.json"
-    with _broker(tmp_path) as (broker, log, bootstrap):
+    log = tmp_path / "broker.log"
+    options = ["--group-initial-rebalance-delay-ms", "0"]
+    with broker_process(tmp_path / "data", log, options, _ENV) as (broker, bootstrap):
         bench = subprocess.Popen(
             [
                 sys.executable, "-m", "bench.groups",

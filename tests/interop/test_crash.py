@@ -9,10 +9,8 @@ librdkafka checking every batch's CRC32C (a torn batch would be a consumer error
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +21,7 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
 from rivulet.broker import ThreadedBroker
+from tests._broker_process import broker_process as rivulet_broker_process
 from tests.interop._support import create_topic, read_topic
 
 pytestmark = pytest.mark.interop
@@ -33,7 +32,6 @@ LOAD_SECONDS = 0.8
 BURST = 100
 RATE = 25_000
 """Records per second each producer sends."""
-_LISTENING = re.compile(r"listening on [^ ]+:(\d+)")
 
 
 @pytest.fixture
@@ -41,33 +39,8 @@ def broker_process(
     tmp_path: Path, broker_dir: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``rivulet broker`` on a free port; yields the process and its bootstrap address."""
-    log_path = tmp_path / "broker.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rivulet.cli.main",
-                "broker",
-                "--data-dir",
-                str(broker_dir),
-                "--listen",
-                "127.0.0.1:0",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while (match := _LISTENING.search(log_path.read_text())) is None:
-            assert process.poll() is None, f"the broker exited: {log_path.read_text()}"
-            assert time.monotonic() < deadline, f"the broker did not start: {log_path.read_text()}"
-            time.sleep(0.05)
-        yield process, f"127.0.0.1:{match.group(1)}"
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
+    with rivulet_broker_process(broker_dir, tmp_path / "broker.log") as started:
+        yield started
 
 
 @dataclass
