@@ -374,7 +374,7 @@ def measure(
         cpu_us=float(result["cpu_seconds"]) / records * 1e6,
         system_us=float(result["system_seconds"]) / records * 1e6,
         switches=(result["voluntary_switches"] + result["involuntary_switches"]) / records * 1e3,
-        stop_ms=float(result.get("stop_seconds", 0.0)) * 1e3,
+        stop_ms=float(result["stop_seconds"]) * 1e3,
         broker_cpu_us=broker_cpu / records * 1e6,
     )
 
