@@ -360,6 +360,38 @@ async def test_a_hung_handler_times_out_into_the_retry_path() -> None:
     assert headers_of(outcome)["kafka_dlt-exception-fqcn"] == b"TimeoutError"
 
 
+async def test_handling_records_does_not_ask_for_the_running_loop_each_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # CPython's get_running_loop() makes a getpid() system call each time: the processor
+    # looks the loop up once, not once per record (asyncio.current_task() without a loop
+    # would). Both names are patched: asyncio's, and the one asyncio's own helpers call.
+    lookups = 0
+    real = asyncio.get_running_loop
+
+    def counting() -> asyncio.AbstractEventLoop:
+        nonlocal lookups
+        lookups += 1
+        return real()
+
+    app = App("inventory")
+
+    @app.handler("orders")
+    async def reserve(event: OrderPlaced, ctx: Context) -> None:
+        await ctx.publish("inventory", StockReserved(order_id=event.order_id))
+
+    h = Harness(app)
+    records = [
+        h.record("orders", OrderPlaced(order_id=f"o-{n}", qty=1), offset=n) for n in range(50)
+    ]
+    monkeypatch.setattr(asyncio, "get_running_loop", counting)
+    monkeypatch.setattr(asyncio.events, "get_running_loop", counting)
+    for record in records:
+        assert await h.process(record) == Handled()
+    assert len(h.published) == 50
+    assert lookups <= 2  # the first record's, and perhaps the time-limit watchdog's sleep
+
+
 async def test_context_outside_idempotent_handlers_has_no_transaction() -> None:
     app = App("inventory")
     errors: list[str] = []
