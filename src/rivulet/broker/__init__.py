@@ -9,7 +9,7 @@ from __future__ import annotations
 from rivulet.broker.config import BrokerConfig, FetchTransfer, StorageKind
 from rivulet.broker.core import Broker
 from rivulet.broker.embedded import EmbeddedBroker, ThreadedBroker
-from rivulet.broker.server import BrokerServer
+from rivulet.broker.server import BrokerServer, serving_on
 
 __all__ = [
     "Broker",
@@ -19,4 +19,5 @@ __all__ = [
     "FetchTransfer",
     "StorageKind",
     "ThreadedBroker",
+    "serving_on",
 ]

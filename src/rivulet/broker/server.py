@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import socket
+import weakref
 from collections.abc import Sequence
 
 from rivulet.broker.config import FetchTransfer, StorageKind
@@ -36,7 +37,7 @@ from rivulet.protocol.errors import ProtocolError
 from rivulet.protocol.framing import FrameDecoder
 from rivulet.storage.base import FileRegion, ReadChunk
 
-__all__ = ["BrokerServer"]
+__all__ = ["BrokerServer", "serving_on"]
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +266,16 @@ def _read_region(region: FileRegion) -> bytes:
     return data
 
 
+# Event loops serving a broker now, with how many: a client on the same loop must never
+# block that loop waiting for the broker (the framework checks before it would).
+_SERVING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
+
+
+def serving_on(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether a broker of this process is being served on ``loop``."""
+    return _SERVING.get(loop, 0) > 0
+
+
 class BrokerServer:
     """Serves a :class:`Broker` on a TCP address.
 
@@ -279,6 +290,7 @@ class BrokerServer:
         self.broker = broker
         self.connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -301,6 +313,8 @@ class BrokerServer:
         except BaseException:
             await self.broker.close()  # the logs are open: close them cleanly
             raise
+        self._loop = loop
+        _SERVING[loop] = _SERVING.get(loop, 0) + 1
         sockets = self._server.sockets
         if sockets and config.port == 0:
             self.broker.port = sockets[0].getsockname()[1]
@@ -318,6 +332,9 @@ class BrokerServer:
         """Stop accepting, let in-flight requests finish briefly, close everything."""
         if self._server is not None:
             self._server.close()
+        if self._loop is not None:
+            _SERVING[self._loop] -= 1
+            self._loop = None
         self.broker.begin_shutdown()
         connections = list(self.connections)
         for connection in connections:
