@@ -8,14 +8,22 @@ from __future__ import annotations
 import asyncio
 import random
 import struct
+import threading
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+import pytest
 
 from rivulet import App, Backoff, Context, Event, RetryPolicy
 from rivulet.framework._consumer import GroupConsumer
 from rivulet.framework._retry import decode_int
 from rivulet.framework._wire import ConsumedRecord
 from rivulet.framework.testing import KafkaHarness
+from tests._broker_process import broker_process
 
 
 class OrderPlaced(Event):
@@ -380,3 +388,155 @@ async def test_a_handled_record_is_not_kept_while_its_publishes_are_confirmed(
         await kafka.until(lambda: handled == total, what="every order handled")
     assert kept, "no handled record was seen waiting for its publishes' confirmation"
     assert not any(kept)
+
+
+@pytest.fixture
+async def outside(tmp_path: Path) -> AsyncIterator[KafkaHarness]:
+    """A broker in a process of its own (topics with two partitions), not on the test's loop."""
+    options = ("--partitions", "2", "--group-initial-rebalance-delay-ms", "0", "--in-memory")
+    with broker_process(tmp_path / "broker", tmp_path / "broker.log", options) as (_, bootstrap):
+        harness = KafkaHarness(bootstrap, tmp_path)
+        try:
+            yield harness
+        finally:
+            if harness._producer is not None:
+                await harness._producer.close(10)
+
+
+class _ConsumeRecorder:
+    """Wraps a confluent-kafka consumer, noting for each ``consume`` call its thread and
+    how many handlers of the group were under way."""
+
+    def __init__(self, consumer: GroupConsumer) -> None:
+        self._group_consumer = consumer
+        self._real = consumer._consumer
+        self.calls: list[tuple[int, int]] = []
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        self.calls.append((threading.get_ident(), self._group_consumer.handling))
+        messages: list[Any] = self._real.consume(num_messages, timeout)
+        return messages
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+
+async def test_records_are_fetched_on_the_loop_thread_only_while_no_handler_is_under_way(
+    outside: KafkaHarness,
+) -> None:
+    # A fetch on the loop thread may meet a rebalance, which cannot wait there for a
+    # handler suspended in the middle of its work; while one is, the consumer thread fetches.
+    app = App("pausing")
+    handled = 0
+    total = 300
+
+    @app.handler("orders")
+    async def reserve(event: OrderPlaced) -> None:
+        nonlocal handled
+        if event.qty % 50 == 0:
+            await asyncio.sleep(0.05)  # suspended: the loop runs on meanwhile
+        handled += 1
+
+    loop_thread = threading.get_ident()
+    async with outside.run(app) as runtime:
+        (consumer,) = runtime.consumers
+        recorder = _ConsumeRecorder(consumer)
+        consumer._consumer = recorder  # type: ignore[assignment]
+        orders = [(OrderPlaced(order_id=f"o-{n}", qty=n), f"o-{n}") for n in range(total)]
+        await outside.publish_many("orders", orders)
+        await outside.until(lambda: handled == total, what="every order handled")
+    on_loop = [handling for thread, handling in recorder.calls if thread == loop_thread]
+    assert on_loop, "no fetch was made on the loop thread"
+    assert not any(on_loop), f"fetched on the loop thread during {max(on_loop)} handlers"
+
+
+async def test_no_fetch_on_the_loop_thread_when_the_broker_is_served_on_it(
+    kafka: KafkaHarness,
+) -> None:
+    # A rebalance met there would block the loop waiting for a broker that runs on it.
+    app = App("beside-the-broker")
+    handled = 0
+
+    @app.handler("orders")
+    async def reserve(event: OrderPlaced) -> None:
+        nonlocal handled
+        handled += 1
+
+    loop_thread = threading.get_ident()
+    async with kafka.run(app) as runtime:
+        (consumer,) = runtime.consumers
+        recorder = _ConsumeRecorder(consumer)
+        consumer._consumer = recorder  # type: ignore[assignment]
+        orders = [(OrderPlaced(order_id=f"o-{n}", qty=n), f"o-{n}") for n in range(100)]
+        await kafka.publish_many("orders", orders)
+        await kafka.until(lambda: handled == 100, what="every order handled")
+    assert recorder.calls, "the consumer thread fetched nothing"
+    assert all(thread != loop_thread for thread, _ in recorder.calls)
+
+
+async def test_a_rebalance_met_on_the_loop_thread_repeats_nothing(
+    outside: KafkaHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Here the consumer thread never fetches, so every rebalance is met by a fetch on the
+    # loop thread, where nothing can be awaited. The member giving up partitions must
+    # still confirm what its handled records published and commit them, so that the new
+    # owner repeats none of them.
+    def idle_fetch(self: GroupConsumer, room: int) -> list[Any]:
+        time.sleep(0.005)
+        return []
+
+    revokes = 0
+    revoke_now = GroupConsumer._revoke_now
+
+    def counted_revoke_now(
+        self: GroupConsumer, keys: list[tuple[str, int]]
+    ) -> list[confluent_kafka.TopicPartition]:
+        nonlocal revokes
+        revokes += 1
+        return revoke_now(self, keys)
+
+    monkeypatch.setattr(GroupConsumer, "_fetch", idle_fetch)
+    monkeypatch.setattr(GroupConsumer, "_revoke_now", counted_revoke_now)
+    seen: list[tuple[str, int]] = []
+
+    def member(name: str) -> App:
+        app = App(f"member-{name}")
+
+        @app.handler("steps", group="shared", publishes={"done": Step})
+        async def handle(event: Step, ctx: Context) -> None:
+            seen.append((name, event.seq))
+            busy_until = time.perf_counter() + 0.002  # busy without suspending
+            while time.perf_counter() < busy_until:
+                pass
+            await ctx.publish("done", event, key=event.entity)
+
+        return app
+
+    published = 0
+
+    async def feed(harness: KafkaHarness, count: int) -> None:
+        nonlocal published
+        numbers = range(published, published + count)
+        published += count
+        await harness.publish_many("steps", [(Step(entity=str(n), seq=n), str(n)) for n in numbers])
+
+    async def keep_feeding(harness: KafkaHarness) -> None:
+        while True:  # about 500 records a second, as fast as one member handles them
+            await feed(harness, 10)
+            await asyncio.sleep(0.02)
+
+    # Records keep arriving, so the revoke comes while "a" is busy; its publishes wait
+    # 200 ms in the producer, so the revoke finds some of them still unconfirmed.
+    lingering = {**outside.settings().kafka, "linger.ms": "200"}
+    await feed(outside, 200)
+    async with outside.run(member("a"), kafka=lingering):
+        await outside.until(lambda: len(seen) >= 50, what="the first records")
+        feeder = asyncio.create_task(keep_feeding(outside))
+        try:
+            async with outside.run(member("b"), kafka=lingering):
+                await outside.until(lambda: any(n == "b" for n, _ in seen), what="b's records")
+        finally:
+            feeder.cancel()
+        await outside.until(lambda: len(seen) >= published, what="every record", timeout_s=60)
+    assert revokes >= 1, "no rebalance was met on the loop thread"
+    assert sorted(seq for _, seq in seen) == list(range(published))  # each exactly once

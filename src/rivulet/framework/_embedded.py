@@ -7,12 +7,14 @@ Everything else talks to brokers over the Kafka protocol only.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["embedded_broker"]
+__all__ = ["broker_on_loop", "embedded_broker"]
 
 
 @asynccontextmanager
@@ -26,3 +28,15 @@ async def embedded_broker(data_dir: Path | None, **overrides: Any) -> AsyncItera
 
     async with EmbeddedBroker(data_dir, **overrides) as broker:
         yield broker.bootstrap_servers
+
+
+def broker_on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether a broker of this process is served on ``loop`` (the app's own, or a test's).
+
+    Code on that loop must not block it waiting for the broker: nothing would answer.
+    """
+    if "rivulet.broker" not in sys.modules:
+        return False  # never imported: no broker runs in this process
+    from rivulet.broker import serving_on  # noqa: PLC0415 - see the module docstring
+
+    return serving_on(loop)

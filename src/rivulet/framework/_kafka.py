@@ -204,6 +204,15 @@ class Producer:
             # waking the loop a thousand times a second is not worth its CPU.
             await asyncio.sleep(0.001 if self._awaiting else _IDLE_POLL_S)
 
+    def flush_now(self, timeout_s: float) -> int:
+        """Block until every record is confirmed or ``timeout_s`` passed; how many are left.
+
+        Delivery reports run in this call, so make it on the loop thread only, and only
+        where the loop cannot be given back (a rebalance callback there).
+        """
+        left: int = self._producer.flush(timeout_s)
+        return left
+
     async def flush(self, timeout_s: float) -> int:
         """Wait (polling) until every record is confirmed; returns how many are left."""
         loop = asyncio.get_running_loop()
