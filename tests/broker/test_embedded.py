@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rivulet.broker import EmbeddedBroker, StorageKind
+from rivulet.broker import EmbeddedBroker, StorageKind, serving_on
 from rivulet.broker.errors import ConfigError
 from rivulet.protocol.records import build_batch
 
@@ -29,6 +29,17 @@ async def test_async_context_manager_serves_on_a_free_port(tmp_path: Path) -> No
         await client.close()
     with socket.socket() as probe:  # the port is released
         probe.bind(("127.0.0.1", int(port)))
+
+
+async def test_the_loop_serving_a_broker_is_known_while_it_serves() -> None:
+    # Clients on that loop must not block it waiting for the broker (the framework asks).
+    loop = asyncio.get_running_loop()
+    assert not serving_on(loop)
+    async with EmbeddedBroker(), EmbeddedBroker():
+        assert serving_on(loop)
+    assert not serving_on(loop)
+    with EmbeddedBroker.start_in_thread():  # its own loop, in its own thread
+        assert not serving_on(loop)
 
 
 async def test_without_data_dir_nothing_is_written(
