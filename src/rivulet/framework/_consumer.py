@@ -79,6 +79,10 @@ _GIVE_UP_AFTER = 3
 _IDLE_FETCH_S = 0.1
 _POLL_SLICE_S = 0.01
 _IDLE_FETCH_SLICES = round(_IDLE_FETCH_S / _POLL_SLICE_S)
+# How long a revocation met on the loop thread may block it confirming publishes; the
+# loop also serves the health endpoint, whose liveness probe must keep getting answers.
+# Records still unconfirmed then stay uncommitted, and are handled again by the new owner.
+_LOOP_FLUSH_LIMIT_S = 5.0
 PUBLISH_FAILED = PublishError("the broker refused this record's publishes three times")
 
 
@@ -650,14 +654,16 @@ class GroupConsumer:
         """:meth:`_revoked` from inside a fetch on the loop thread, which cannot await.
 
         That fetch happens only while no handler is under way, so every started record
-        has returned and waits at most for its publishes: they are flushed here, which
-        finishes the same records a drain would have waited for.
+        has returned and waits at most for its publishes: they are flushed here (for at
+        most ``_LOOP_FLUSH_LIMIT_S``), which finishes the records a drain would have
+        waited for.
         """
         runners = [(key, self._runners[key]) for key in keys if key in self._runners]
         for _, runner in runners:
             runner.draining = True
         if any(runner.running for _, runner in runners):
-            left = self.producer.flush_now(self._settings.shutdown_timeout_s)
+            limit = min(self._settings.shutdown_timeout_s, _LOOP_FLUSH_LIMIT_S)
+            left = self.producer.flush_now(limit)
             if left:
                 _log.warning(
                     "group %s: %d publishes unconfirmed at revoke; their records will be "
