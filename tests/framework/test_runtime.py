@@ -11,7 +11,7 @@ import struct
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -395,12 +395,8 @@ async def outside(tmp_path: Path) -> AsyncIterator[KafkaHarness]:
     """A broker in a process of its own (topics with two partitions), not on the test's loop."""
     options = ("--partitions", "2", "--group-initial-rebalance-delay-ms", "0", "--in-memory")
     with broker_process(tmp_path / "broker", tmp_path / "broker.log", options) as (_, bootstrap):
-        harness = KafkaHarness(bootstrap, tmp_path)
-        try:
+        async with KafkaHarness.connect(bootstrap, tmp_path) as harness:
             yield harness
-        finally:
-            if harness._producer is not None:
-                await harness._producer.close(10)
 
 
 class _ConsumeRecorder:
@@ -421,6 +417,22 @@ class _ConsumeRecorder:
         return getattr(self._real, name)
 
 
+async def _fetches_while_handling(
+    harness: KafkaHarness, app: App, total: int, handled: Callable[[], int]
+) -> list[tuple[bool, int]]:
+    """Run ``app`` (one group) over ``total`` orders; for each ``consume`` call, whether
+    it was made on the loop thread and how many handlers were under way."""
+    loop_thread = threading.get_ident()
+    async with harness.run(app) as runtime:
+        (consumer,) = runtime.consumers
+        recorder = _ConsumeRecorder(consumer)
+        consumer._consumer = recorder  # type: ignore[assignment]
+        orders = [(OrderPlaced(order_id=f"o-{n}", qty=n), f"o-{n}") for n in range(total)]
+        await harness.publish_many("orders", orders)
+        await harness.until(lambda: handled() == total, what="every order handled")
+    return [(thread == loop_thread, handling) for thread, handling in recorder.calls]
+
+
 async def test_records_are_fetched_on_the_loop_thread_only_while_no_handler_is_under_way(
     outside: KafkaHarness,
 ) -> None:
@@ -437,15 +449,8 @@ async def test_records_are_fetched_on_the_loop_thread_only_while_no_handler_is_u
             await asyncio.sleep(0.05)  # suspended: the loop runs on meanwhile
         handled += 1
 
-    loop_thread = threading.get_ident()
-    async with outside.run(app) as runtime:
-        (consumer,) = runtime.consumers
-        recorder = _ConsumeRecorder(consumer)
-        consumer._consumer = recorder  # type: ignore[assignment]
-        orders = [(OrderPlaced(order_id=f"o-{n}", qty=n), f"o-{n}") for n in range(total)]
-        await outside.publish_many("orders", orders)
-        await outside.until(lambda: handled == total, what="every order handled")
-    on_loop = [handling for thread, handling in recorder.calls if thread == loop_thread]
+    calls = await _fetches_while_handling(outside, app, total, lambda: handled)
+    on_loop = [handling for on_loop_thread, handling in calls if on_loop_thread]
     assert on_loop, "no fetch was made on the loop thread"
     assert not any(on_loop), f"fetched on the loop thread during {max(on_loop)} handlers"
 
@@ -462,16 +467,9 @@ async def test_no_fetch_on_the_loop_thread_when_the_broker_is_served_on_it(
         nonlocal handled
         handled += 1
 
-    loop_thread = threading.get_ident()
-    async with kafka.run(app) as runtime:
-        (consumer,) = runtime.consumers
-        recorder = _ConsumeRecorder(consumer)
-        consumer._consumer = recorder  # type: ignore[assignment]
-        orders = [(OrderPlaced(order_id=f"o-{n}", qty=n), f"o-{n}") for n in range(100)]
-        await kafka.publish_many("orders", orders)
-        await kafka.until(lambda: handled == 100, what="every order handled")
-    assert recorder.calls, "the consumer thread fetched nothing"
-    assert all(thread != loop_thread for thread, _ in recorder.calls)
+    calls = await _fetches_while_handling(kafka, app, 100, lambda: handled)
+    assert calls, "the consumer thread fetched nothing"
+    assert not any(on_loop_thread for on_loop_thread, _ in calls)
 
 
 async def test_a_rebalance_met_on_the_loop_thread_repeats_nothing(

@@ -66,15 +66,28 @@ class KafkaHarness:
     @asynccontextmanager
     async def start(cls, data_dir: Path, *, partitions: int = 1) -> AsyncIterator[KafkaHarness]:
         """An in-memory broker (topics get ``partitions`` partitions) for the block."""
-        async with embedded_broker(
-            None, num_partitions=partitions, group_initial_rebalance_delay_ms=0
-        ) as bootstrap:
-            harness = cls(bootstrap, data_dir)
-            try:
-                yield harness
-            finally:
-                if harness._producer is not None:
-                    await harness._producer.close(10)
+        async with (
+            embedded_broker(
+                None, num_partitions=partitions, group_initial_rebalance_delay_ms=0
+            ) as bootstrap,
+            cls.connect(bootstrap, data_dir) as harness,
+        ):
+            yield harness
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, bootstrap_servers: str, data_dir: Path) -> AsyncIterator[KafkaHarness]:
+        """A harness on a broker already running elsewhere (another process, a Kafka cluster).
+
+        An app whose broker runs on its own event loop behaves a little differently (it
+        never takes records on that loop), so tests of that path need one of these.
+        """
+        harness = cls(bootstrap_servers, data_dir)
+        try:
+            yield harness
+        finally:
+            if harness._producer is not None:
+                await harness._producer.close(10)
 
     def settings(self, **overrides: Any) -> Settings:
         """Settings for an app under test: this broker, a SQLite file in the test's directory."""
