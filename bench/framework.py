@@ -58,7 +58,7 @@ import tempfile
 import time
 import timeit
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -280,26 +280,45 @@ def ensure_peers() -> Path:
 
 def fill(bootstrap: str, topic: str, events: int) -> None:
     """Produce ``events`` input records (CloudEvents headers, ~220-byte JSON) to ``topic``."""
+    base = dict(SAMPLE)
+
+    def order(n: int) -> tuple[bytes, bytes, Headers]:
+        order_id = f"ord-{n:012d}-5b1d-4e8a"
+        base["order_id"] = order_id
+        value = json.dumps(base, separators=(",", ":")).encode()
+        return order_id.encode(), value, cloud_event_headers("OrderPlaced")
+
+    produce_all(bootstrap, topic, (order(n) for n in range(events)))
+
+
+#: Record headers as confluent-kafka's producer takes them.
+Headers = list[tuple[str, str | bytes | None]]
+
+
+def cloud_event_headers(event_type: str) -> Headers:
+    """The CloudEvents headers of one new JSON event of ``event_type`` from "bench"."""
+    return [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", str(uuid.uuid4()).encode()),
+        ("ce_type", event_type.encode()),
+        ("ce_source", b"bench"),
+        ("content-type", b"application/json"),
+    ]
+
+
+def produce_all(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes, Headers]]
+) -> None:
+    """Produce ``(key, value, headers)`` records to ``topic``; return once all are acknowledged."""
     import confluent_kafka  # noqa: PLC0415
 
     producer = confluent_kafka.Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 10, "enable.idempotence": True}
     )
-    base = dict(SAMPLE)
-    for n in range(events):
-        order_id = f"ord-{n:012d}-5b1d-4e8a"
-        base["order_id"] = order_id
-        value = json.dumps(base, separators=(",", ":")).encode()
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("ce_specversion", b"1.0"),
-            ("ce_id", str(uuid.uuid4()).encode()),
-            ("ce_type", b"OrderPlaced"),
-            ("ce_source", b"bench"),
-            ("content-type", b"application/json"),
-        ]
+    for key, value, headers in records:
         while True:
             try:
-                producer.produce(topic, value, key=order_id.encode(), headers=headers)
+                producer.produce(topic, value, key=key, headers=headers)
                 break
             except BufferError:
                 producer.poll(0.05)
