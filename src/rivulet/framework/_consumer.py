@@ -690,26 +690,23 @@ class GroupConsumer:
         return offsets
 
     async def _lost(self, keys: list[TopicPartition]) -> None:
-        for key in keys:
-            runner = self._runners.get(key)
-            if runner is not None:
-                await runner.close()
-                self._forget(key, runner)
-        self._log_lost(keys)
+        for runner in self._lose_now(keys):
+            await runner.close()  # its workers were cancelled: wait for them to end
         await self._run_hooks("lost", keys)
 
-    def _lose_now(self, keys: list[TopicPartition]) -> None:
+    def _lose_now(self, keys: list[TopicPartition]) -> list[PartitionRunner]:
+        """Cancel and forget the runners of lost partitions (nothing is committed)."""
+        lost = []
         for key in keys:
             runner = self._runners.get(key)
             if runner is not None:
                 runner.close_now()
                 self._forget(key, runner)
-        self._log_lost(keys)
-
-    def _log_lost(self, keys: list[TopicPartition]) -> None:
+                lost.append(runner)
         _log.warning(
             "group %s: lost %s (another member may own them now)", self.group, _describe(keys)
         )
+        return lost
 
     def _forget(self, key: TopicPartition, runner: PartitionRunner) -> None:
         del self._runners[key]
