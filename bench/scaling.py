@@ -38,7 +38,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from bench.framework import Headers, cloud_event_headers, produce_all
 
@@ -212,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replica", action="store_true", help=argparse.SUPPRESS)
     for name in ("--bootstrap", "--topic", "--out", "--group", "--seen"):
         parser.add_argument(name, help=argparse.SUPPRESS)
-    args: Any = parser.parse_args(argv)
+    args = parser.parse_args(argv)
     if args.replica:
         return run_replica(args)
     return run(args)

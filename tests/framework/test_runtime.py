@@ -318,18 +318,26 @@ async def test_a_publish_the_broker_refuses_ends_in_the_dead_letter_topic(
     assert after.body == "x" * 10
 
 
-class _PollRecorder:
-    """Wraps a confluent-kafka consumer, noting each poll's timeout and whether a stop
-    had already been requested when it began."""
+class _RecordingConsumer:
+    """Wraps a group's confluent-kafka consumer and notes how it is called: each poll's
+    timeout and whether a stop had already been requested when it began; each consume
+    call's thread and how many handlers of the group were under way."""
 
     def __init__(self, consumer: GroupConsumer) -> None:
         self._group_consumer = consumer
         self._real = consumer._consumer
         self.polls: list[tuple[float, bool]] = []
+        self.consumes: list[tuple[int, int]] = []
+        consumer._consumer = self  # type: ignore[assignment]
 
     def poll(self, timeout: float) -> object:
         self.polls.append((timeout, self._group_consumer._halting))
         return self._real.poll(timeout)
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        self.consumes.append((threading.get_ident(), self._group_consumer.handling))
+        messages: list[Any] = self._real.consume(num_messages, timeout)
+        return messages
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._real, name)
@@ -338,13 +346,11 @@ class _PollRecorder:
 async def test_a_stop_does_not_wait_out_an_idle_poll(kafka: KafkaHarness) -> None:
     # An idle consumer waits for records in short polls and checks for a stop between
     # them, so a graceful stop is not held up by a whole idle wait.
-    recorders: list[_PollRecorder] = []
+    recorders: list[_RecordingConsumer] = []
     async with kafka.run(inventory()) as runtime:
         for consumer in runtime.consumers:
             await asyncio.wait_for(consumer.assigned.wait(), 30)
-            recorder = _PollRecorder(consumer)
-            consumer._consumer = recorder  # type: ignore[assignment]
-            recorders.append(recorder)
+            recorders.append(_RecordingConsumer(consumer))
         await kafka.until(lambda: all(len(r.polls) >= 3 for r in recorders), what="idle polls")
     for recorder in recorders:
         assert all(timeout <= 0.01 for timeout, _ in recorder.polls)
@@ -399,24 +405,6 @@ async def outside(tmp_path: Path) -> AsyncIterator[KafkaHarness]:
             yield harness
 
 
-class _ConsumeRecorder:
-    """Wraps a confluent-kafka consumer, noting for each ``consume`` call its thread and
-    how many handlers of the group were under way."""
-
-    def __init__(self, consumer: GroupConsumer) -> None:
-        self._group_consumer = consumer
-        self._real = consumer._consumer
-        self.calls: list[tuple[int, int]] = []
-
-    def consume(self, num_messages: int, timeout: float) -> list[Any]:
-        self.calls.append((threading.get_ident(), self._group_consumer.handling))
-        messages: list[Any] = self._real.consume(num_messages, timeout)
-        return messages
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._real, name)
-
-
 async def _fetches_while_handling(
     harness: KafkaHarness, app: App, total: int, handled: Callable[[], int]
 ) -> list[tuple[bool, int]]:
@@ -425,12 +413,11 @@ async def _fetches_while_handling(
     loop_thread = threading.get_ident()
     async with harness.run(app) as runtime:
         (consumer,) = runtime.consumers
-        recorder = _ConsumeRecorder(consumer)
-        consumer._consumer = recorder  # type: ignore[assignment]
+        recorder = _RecordingConsumer(consumer)
         orders = [(OrderPlaced(order_id=f"o-{n}", qty=n), f"o-{n}") for n in range(total)]
         await harness.publish_many("orders", orders)
         await harness.until(lambda: handled() == total, what="every order handled")
-    return [(thread == loop_thread, handling) for thread, handling in recorder.calls]
+    return [(thread == loop_thread, handling) for thread, handling in recorder.consumes]
 
 
 async def test_records_are_fetched_on_the_loop_thread_only_while_no_handler_is_under_way(
