@@ -214,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.replica:
         return run_replica(args)
+    for name in ("records", "partitions", "replicas"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, not {getattr(args, name)}")
+    if args.step < 0 or args.timeout <= 0:
+        parser.error("--step must be 0 or more and --timeout more than 0")
     return run(args)
 
 
